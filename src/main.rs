@@ -1,1 +1,46 @@
-fn main() {}
+//! kubectl-buildkit: build container images on a cluster's buildkitd pods.
+//! Runtime, dispatch and error-to-exit-code; nothing else.
+
+mod cli;
+mod cluster;
+mod commands;
+mod log;
+mod names;
+mod output;
+mod ring;
+mod selection;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    log::init(cli.kube.quiet, cli.kube.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Pods(args) => commands::pods::run(&cli.kube, args).await,
+            Command::Ring(args) => commands::ring::run(&cli.kube, args).await,
+            Command::Version(args) => commands::version::run(args),
+        }
+    });
+    // Don't wait for tasks that may still hold connections: we are done.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

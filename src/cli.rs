@@ -1,0 +1,280 @@
+//! Command-line declarations (clap). No behaviour here: commands live in src/commands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::ring::Algorithm;
+
+const AFTER_HELP: &str = "\
+Environment:
+  KUBECONFIG     kubeconfig files to merge (':'-separated), as kubectl reads them
+  IMAGE          skaffold's image: the default tag, and (without its tag) the hash key
+  PUSH_IMAGE     skaffold: push (true) or load into the local docker daemon (false)
+  BUILD_CONTEXT  skaffold: the default build context
+  PLATFORMS      skaffold: the default --platform list
+  BUILDKIT_HOST  set for the command run by `kubectl buildkit tunnel -- COMMAND`";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-buildkit",
+    bin_name = "kubectl buildkit",
+    version,
+    about = "Build container images on your cluster's buildkitd pods, landing each image on the pod that has its cache.",
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kubectl's connection flags, accepted before or after the subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KubeFlags {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The kubeconfig cluster to use (overrides the context's)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use (overrides the context's)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Namespace of the buildkitd pods (default: the context's, else "default")
+    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// How long to wait for each API request: 0 (no limit), or a duration like 5s, 1m, 1h
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+    /// More detail on stderr (repeat for more: -v, -vv, -vvv)
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress or notes on stderr; errors only
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+/// How pods are chosen: shared by every subcommand that picks a pod.
+#[derive(Debug, Clone, Args)]
+pub struct SelectionFlags {
+    /// Label selector of the buildkitd pods
+    #[arg(
+        short = 'l',
+        long = "selector",
+        visible_alias = "kube-pod-selector",
+        default_value = "app=buildkitd",
+        value_name = "SELECTOR"
+    )]
+    pub selector: String,
+    /// Key hashed to pick a pod (default: $IMAGE without its tag or digest, else the
+    /// absolute build context path)
+    #[arg(
+        long = "hash-key",
+        visible_alias = "kube-pod-balancing-hash-key",
+        value_name = "KEY"
+    )]
+    pub hash_key: Option<String>,
+    /// How keys map to pods
+    #[arg(long, value_enum, default_value_t = Algorithm::Classic)]
+    pub algorithm: Algorithm,
+    /// Use this pod; no hashing
+    #[arg(long, value_name = "NAME")]
+    pub pod: Option<String>,
+    /// Container of the pod to exec into (default: the pod's default container)
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Also use Running pods that are not Ready (never terminating ones)
+    #[arg(long)]
+    pub include_unready: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the buildkitd pods: eligibility, ring share, and which one a key picks
+    #[command(after_help = "Examples:
+  kubectl buildkit pods
+  kubectl buildkit pods -n buildkit -l app=buildkitd --hash-key gcr.io/me/app
+  kubectl buildkit pods -o json
+
+Environment:
+  IMAGE   when set and --hash-key is not, its name (without tag) is the key")]
+    Pods(PodsArgs),
+    /// Show how keys map to pods, each pod's share, and what a scale change moves
+    #[command(after_help = "Examples:
+  kubectl buildkit ring gcr.io/me/app gcr.io/me/api
+  kubectl buildkit ring --pods buildkitd-0,buildkitd-1,buildkitd-2 my/image
+  kubectl buildkit ring --pods-file pods.txt --add buildkitd-3 -o json my/image
+  kubectl get pods -l app=buildkitd -o name | cut -d/ -f2 | kubectl buildkit ring --pods-file - key")]
+    Ring(RingArgs),
+    /// Print the version, git commit and target
+    #[command(after_help = "Examples:
+  kubectl buildkit version
+  kubectl buildkit version -o json")]
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PodsOutput {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+    Name,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RingOutput {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VersionOutput {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PodsArgs {
+    #[command(flatten)]
+    pub select: SelectionFlags,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = PodsOutput::Table)]
+    pub output: PodsOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct RingArgs {
+    /// Keys to look up (image names without tags, or context paths)
+    #[arg(value_name = "KEY")]
+    pub keys: Vec<String>,
+    #[command(flatten)]
+    pub select: SelectionFlags,
+    /// Pods to build the ring from, comma-separated, instead of asking the cluster
+    #[arg(long, value_name = "A,B,C", conflicts_with = "pods_file")]
+    pub pods: Option<String>,
+    /// File with one pod name a line ('-' for stdin), instead of asking the cluster
+    #[arg(long, value_name = "FILE")]
+    pub pods_file: Option<PathBuf>,
+    /// Show what adding this pod would move (repeatable)
+    #[arg(long, value_name = "POD")]
+    pub add: Vec<String>,
+    /// Show what removing this pod would move (repeatable)
+    #[arg(long, value_name = "POD")]
+    pub remove: Vec<String>,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = RingOutput::Table)]
+    pub output: RingOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = VersionOutput::Text)]
+    pub output: VersionOutput,
+}
+
+/// kubectl's duration syntax: a bare number is seconds; else a sequence of
+/// number+unit with units h, m, s, ms. "0" means no limit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let bad = || {
+        format!("invalid duration {s:?}: use a number of seconds or a duration like 30s, 2m, 1h")
+    };
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(value * unit);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_like_kubectl() {
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "s", "5x", "-1s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn global_flags_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["kubectl-buildkit", "-n", "ns1", "--context", "c", "pods"])
+            .unwrap();
+        let b = Cli::try_parse_from(["kubectl-buildkit", "pods", "-n", "ns1", "--context", "c"])
+            .unwrap();
+        for cli in [a, b] {
+            assert_eq!(cli.kube.namespace.as_deref(), Some("ns1"));
+            assert_eq!(cli.kube.context.as_deref(), Some("c"));
+        }
+    }
+
+    #[test]
+    fn original_wrapper_flag_names_still_work() {
+        let cli = Cli::try_parse_from([
+            "kubectl-buildkit",
+            "pods",
+            "--kube-pod-selector",
+            "app=bk",
+            "--kube-pod-balancing-hash-key",
+            "k",
+        ])
+        .unwrap();
+        let Command::Pods(p) = cli.command else {
+            panic!("pods")
+        };
+        assert_eq!(p.select.selector, "app=bk");
+        assert_eq!(p.select.hash_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn verbosity_counts_and_clap_is_consistent() {
+        let cli = Cli::try_parse_from(["kubectl-buildkit", "-vvv", "version"]).unwrap();
+        assert_eq!(cli.kube.verbose, 3);
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

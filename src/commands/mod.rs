@@ -1,0 +1,4 @@
+//! One module per subcommand: thin glue between the CLI and the library modules.
+pub mod pods;
+pub mod ring;
+pub mod version;
