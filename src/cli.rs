@@ -96,6 +96,28 @@ pub struct SelectionFlags {
     pub include_unready: bool,
 }
 
+/// How the tunnel reaches buildkitd: shared by `build` and `tunnel`.
+#[derive(Debug, Clone, Args)]
+pub struct TunnelFlags {
+    /// exec `buildctl dial-stdio` in the pod (needs pods/exec), or port-forward to
+    /// buildkitd's TCP port (needs pods/portforward)
+    #[arg(long = "tunnel", value_enum, default_value_t = TunnelKind::Exec)]
+    pub kind: TunnelKind,
+    /// buildkitd's TCP port in the pod, for --tunnel port-forward
+    #[arg(long, default_value_t = 1234, value_name = "PORT")]
+    pub remote_port: u16,
+    /// How many other pods (in fallback order) a connection may move to when its pod
+    /// cannot be reached; 0 disables failover
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub max_failover: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TunnelKind {
+    Exec,
+    PortForward,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the buildkitd pods: eligibility, ring share, and which one a key picks
@@ -114,6 +136,17 @@ Environment:
   kubectl buildkit ring --pods-file pods.txt --add buildkitd-3 -o json my/image
   kubectl get pods -l app=buildkitd -o name | cut -d/ -f2 | kubectl buildkit ring --pods-file - key")]
     Ring(RingArgs),
+    /// Open a tunnel to the chosen buildkitd pod; run COMMAND with BUILDKIT_HOST set, or
+    /// print BUILDKIT_HOST and serve until interrupted
+    #[command(after_help = "Examples:
+  kubectl buildkit tunnel -- buildctl du
+  kubectl buildkit tunnel --hash-key gcr.io/me/app -- buildctl build ...
+  kubectl buildkit tunnel --tunnel port-forward --listen tcp://127.0.0.1:1234
+
+Environment:
+  BUILDKIT_HOST   set for COMMAND to the tunnel's address
+  IMAGE           when set and --hash-key is not, its name (without tag) is the key")]
+    Tunnel(TunnelArgs),
     /// Print the version, git commit and target
     #[command(after_help = "Examples:
   kubectl buildkit version
@@ -174,6 +207,21 @@ pub struct RingArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = RingOutput::Table)]
     pub output: RingOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    #[command(flatten)]
+    pub select: SelectionFlags,
+    #[command(flatten)]
+    pub tunnel: TunnelFlags,
+    /// Where buildctl connects: unix:///PATH or tcp://127.0.0.1:PORT (default: a
+    /// private unix socket, removed on exit)
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<String>,
+    /// Command to run with BUILDKIT_HOST set (after --)
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,8 +7,10 @@ mod commands;
 mod log;
 mod names;
 mod output;
+mod process;
 mod ring;
 mod selection;
+mod tunnel;
 
 use clap::Parser;
 
@@ -31,6 +33,7 @@ fn main() {
         match &cli.command {
             Command::Pods(args) => commands::pods::run(&cli.kube, args).await,
             Command::Ring(args) => commands::ring::run(&cli.kube, args).await,
+            Command::Tunnel(args) => commands::tunnel::run(&cli.kube, args).await,
             Command::Version(args) => commands::version::run(args),
         }
     });

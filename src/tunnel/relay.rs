@@ -1,0 +1,266 @@
+//! One local connection relayed to a pod, failing over to the next pod in fallback
+//! order until the chosen pod has sent its first byte.
+//!
+//! Until the pod speaks, what buildctl sent is kept (up to [`REPLAY_LIMIT`]) so it can be
+//! replayed to the next pod; after the pod's first byte the connection belongs to that
+//! pod, and a failure ends it (buildctl sees the error and reports it).
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::remote::{self, Event, RemoteRx, RemoteTx, FRAME};
+use super::TunnelShared;
+
+/// What we keep of buildctl's bytes for replay before the pod's first byte.
+const REPLAY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How the connection ended, for logs and tests.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Relayed to this pod until one side finished.
+    Served { pod: String, up: u64, down: u64 },
+    /// No pod could take it.
+    Unreachable(String),
+}
+
+pub async fn serve<L>(local: L, shared: Arc<TunnelShared>, conn_id: u64) -> Outcome
+where
+    L: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut lr, mut lw) = tokio::io::split(local);
+    let mut replay: Vec<Bytes> = Vec::new();
+    let mut replay_len = 0usize;
+    let mut replayable = true;
+    let mut local_eof = false;
+    let mut failures: Vec<String> = Vec::new();
+
+    let mut previous: Option<String> = None;
+    while let Some(pod) = shared.next_candidate(previous.as_deref()) {
+        if let Some(prev) = &previous {
+            crate::log::warn(format!(
+                "pod {prev} could not take the connection ({}); failing over to pod {pod}",
+                failures.last().map(String::as_str).unwrap_or("failed")
+            ));
+        }
+        previous = Some(pod.clone());
+        crate::log::debug(
+            2,
+            format!(
+                "connection {conn_id}: dialing pod {pod} via {}",
+                shared.transport.describe()
+            ),
+        );
+        let (mut tx, mut rx) = match remote::dial(&shared.cluster, &pod, &shared.transport).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                shared.mark_bad(&pod);
+                failures.push(e.message);
+                continue;
+            }
+        };
+        // Phase 1: replay, then forward while waiting for the pod's first byte.
+        let first = match first_byte(
+            &mut lr,
+            &mut tx,
+            &mut rx,
+            &mut replay,
+            &mut replay_len,
+            &mut replayable,
+            &mut local_eof,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(why) => {
+                tx.close().await;
+                shared.mark_bad(&pod);
+                failures.push(why);
+                if !replayable {
+                    failures.push(format!(
+                        "buildctl sent more than {} MiB before pod {pod} answered, so the connection cannot move to another pod",
+                        REPLAY_LIMIT >> 20
+                    ));
+                    break;
+                }
+                continue;
+            }
+        };
+        drop(replay);
+        shared.mark_served(&pod);
+        crate::log::debug(2, format!("connection {conn_id}: pod {pod} answered"));
+        let (up, down) = relay(lr, lw, tx, rx, first, local_eof).await;
+        return Outcome::Served { pod, up, down };
+    }
+    let _ = lw.shutdown().await;
+    let why = if failures.is_empty() {
+        "no pod left to try".to_string()
+    } else {
+        failures.join("; ")
+    };
+    Outcome::Unreachable(why)
+}
+
+/// Replay what buildctl sent so far, then forward until the pod sends data.
+#[allow(clippy::too_many_arguments)]
+async fn first_byte<R: AsyncRead + Unpin>(
+    lr: &mut R,
+    tx: &mut RemoteTx,
+    rx: &mut RemoteRx,
+    replay: &mut Vec<Bytes>,
+    replay_len: &mut usize,
+    replayable: &mut bool,
+    local_eof: &mut bool,
+) -> Result<Bytes, String> {
+    for chunk in replay.iter() {
+        tx.send_frame(chunk.clone())
+            .await
+            .map_err(|e| format!("sending to the pod failed: {e}"))?;
+    }
+    if *local_eof {
+        tx.close_write()
+            .await
+            .map_err(|e| format!("sending to the pod failed: {e}"))?;
+    }
+    let mut frames = FrameReader::new();
+    loop {
+        tokio::select! {
+            ev = rx.next() => {
+                return match ev {
+                    Event::Data(b) => Ok(b),
+                    Event::End => Err("the stream ended before the pod sent anything".into()),
+                    Event::Failed(why) => Err(why),
+                };
+            }
+            frame = frames.read(lr), if !*local_eof => {
+                match frame {
+                    None => {
+                        *local_eof = true;
+                        tx.close_write().await.map_err(|e| format!("sending to the pod failed: {e}"))?;
+                    }
+                    Some(frame) => {
+                        if *replayable {
+                            *replay_len += frame.len();
+                            if *replay_len > REPLAY_LIMIT {
+                                *replayable = false;
+                                replay.clear();
+                            } else {
+                                replay.push(frame.clone());
+                            }
+                        }
+                        tx.send_frame(frame).await.map_err(|e| format!("sending to the pod failed: {e}"))?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads local bytes straight into WebSocket frames (channel byte 0 first), reusing
+/// one allocation for as long as the frames sent before it have been released.
+struct FrameReader {
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    fn new() -> Self {
+        FrameReader {
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next frame, or None at EOF (or on a read error: the local side is gone).
+    async fn read<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Option<Bytes> {
+        self.buf.clear();
+        self.buf.reserve(FRAME + 1);
+        self.buf.put_u8(0);
+        match r.read_buf(&mut (&mut self.buf).limit(FRAME)).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(self.buf.split().freeze()),
+        }
+    }
+}
+
+/// Phase 2: both directions until the pod ends the stream or the local side is gone.
+async fn relay<R, W>(
+    mut lr: R,
+    mut lw: W,
+    mut tx: RemoteTx,
+    mut rx: RemoteRx,
+    first: Bytes,
+    local_eof: bool,
+) -> (u64, u64)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let half_close = tx.has_half_close();
+    let up_task = async {
+        let mut up = 0u64;
+        if !local_eof {
+            let mut frames = FrameReader::new();
+            while let Some(frame) = frames.read(&mut lr).await {
+                up += frame.len() as u64 - 1;
+                if tx.send_frame(frame).await.is_err() {
+                    return (up, false);
+                }
+            }
+        }
+        if half_close {
+            let _ = tx.close_write().await;
+            (up, true)
+        } else {
+            // No half-close on this transport: buildctl is done with the connection,
+            // so the whole stream goes.
+            tx.close().await;
+            (up, false)
+        }
+    };
+    let down_task = async {
+        let mut down = first.len() as u64;
+        if lw.write_all(&first).await.is_err() {
+            return down;
+        }
+        loop {
+            match rx.next().await {
+                Event::Data(b) => {
+                    down += b.len() as u64;
+                    if lw.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                Event::End => break,
+                Event::Failed(why) => {
+                    crate::log::warn(format!("{why}; the connection to buildctl is closed"));
+                    break;
+                }
+            }
+        }
+        let _ = lw.shutdown().await;
+        down
+    };
+    let counts = {
+        tokio::pin!(up_task);
+        tokio::pin!(down_task);
+        // The pod ending its side ends the connection; the local side ending first only
+        // half-closes (exec v5) and we keep reading what the pod still sends.
+        tokio::select! {
+            down = &mut down_task => (0, down),
+            (up, keep_reading) = &mut up_task => {
+                let down = if keep_reading {
+                    down_task.await
+                } else {
+                    // Give the pod's last bytes a moment to arrive after our close.
+                    tokio::time::timeout(LINGER, down_task).await.unwrap_or(0)
+                };
+                (up, down)
+            }
+        }
+    };
+    tx.close().await;
+    counts
+}
+
+/// How long we still read from a pod after closing a stream that has no half-close.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);

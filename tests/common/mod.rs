@@ -1,0 +1,151 @@
+//! Helpers for integration tests: a simulated cluster, and the real plugin binary run
+//! against it with its own HOME, as a user would run it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use kube_sim::{PodConfig, PodFaults, Rule, ServerFaults, Sim, SimConfig, UserConfig};
+
+pub const NS: &str = "buildkit";
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubectl-buildkit"))
+}
+
+/// The directory holding the stand-in buildctl and docker (built by the kube-sim crate
+/// into the same target dir).
+pub fn standin_dir() -> PathBuf {
+    bin().parent().unwrap().to_path_buf()
+}
+
+/// Pods buildkitd-0..n-1 in namespace `buildkit`, all Running and Ready.
+pub fn pods(n: usize) -> Vec<PodConfig> {
+    (0..n)
+        .map(|i| PodConfig::new(NS, &format!("buildkitd-{i}")))
+        .collect()
+}
+
+pub fn start(pods: Vec<PodConfig>) -> Sim {
+    start_with(SimConfig {
+        pods,
+        context_namespace: Some(NS.into()),
+        ..SimConfig::default()
+    })
+}
+
+pub fn start_with(cfg: SimConfig) -> Sim {
+    Sim::start(cfg).expect("simulated cluster starts")
+}
+
+/// A test's own HOME and working directory.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The plugin, with a clean environment: HOME = `home`, KUBECONFIG = the sim's.
+pub fn plugin(sim: Option<&Sim>, home: &Home) -> Command {
+    let mut cmd = Command::new(bin());
+    clean_env(&mut cmd, home);
+    if let Some(sim) = sim {
+        cmd.env("KUBECONFIG", sim.kubeconfig());
+    }
+    cmd.current_dir(home.path());
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+pub fn clean_env(cmd: &mut Command, home: &Home) {
+    for var in [
+        "KUBECONFIG",
+        "IMAGE",
+        "PUSH_IMAGE",
+        "BUILD_CONTEXT",
+        "PLATFORMS",
+        "BUILDKIT_HOST",
+        "KUBERNETES_SERVICE_HOST",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", home.path());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![standin_dir()];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths).unwrap());
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("plugin runs");
+    if std::env::var_os("TEST_VERBOSE").is_some() {
+        eprintln!("stdout: {}", String::from_utf8_lossy(&out.stdout));
+        eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Assert success, showing stderr when it fails.
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// Assert exit code `code` and a stderr containing every needle.
+#[track_caller]
+pub fn fails_with(out: &Output, code: i32, needles: &[&str]) -> String {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {err}",
+        stdout(out)
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+    err
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(out), stderr(out)))
+}
+
+/// A copy of the sim's kubeconfig with edits applied (for bad tokens, servers, ...).
+pub fn edited_kubeconfig(
+    sim: &Sim,
+    home: &Home,
+    edit: impl FnOnce(&mut serde_yaml::Value),
+) -> PathBuf {
+    let text = std::fs::read_to_string(sim.kubeconfig()).unwrap();
+    let mut v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    edit(&mut v);
+    let path = home.path().join("edited-kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
+    path
+}
