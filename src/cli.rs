@@ -120,6 +120,22 @@ pub enum TunnelKind {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image on the buildkitd pod chosen for it (skaffold's custom buildCommand)
+    #[command(after_help = "Examples:
+  # as skaffold's buildCommand (reads IMAGE, PUSH_IMAGE, BUILD_CONTEXT, PLATFORMS):
+  kubectl buildkit build -n buildkit -l app=buildkitd
+  kubectl buildkit build -t reg.example.com/app:dev --push .
+  kubectl buildkit build -f docker/Dockerfile --build-arg VERSION=1.2 --secret id=npm,src=$HOME/.npmrc .
+  kubectl buildkit build --tunnel port-forward --hash-key my-team -- --trace trace.json
+  kubectl buildkit build --cli docker -t app:dev .
+
+Environment (skaffold's custom builder sets these):
+  IMAGE          default --tag, and (without its tag) the default --hash-key
+  PUSH_IMAGE     true: push the image; false: load it into the local docker daemon
+  BUILD_CONTEXT  default CONTEXT
+  PLATFORMS      default --platform (comma-separated)
+  KUBECONFIG     kubeconfig files to merge")]
+    Build(Box<BuildArgs>),
     /// List the buildkitd pods: eligibility, ring share, and which one a key picks
     #[command(after_help = "Examples:
   kubectl buildkit pods
@@ -207,6 +223,16 @@ pub struct RingArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = RingOutput::Table)]
     pub output: RingOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: SelectionFlags,
+    #[command(flatten)]
+    pub tunnel: TunnelFlags,
+    #[command(flatten)]
+    pub build: crate::build::args::BuildFlags,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! kubectl-buildkit: build container images on a cluster's buildkitd pods.
 //! Runtime, dispatch and error-to-exit-code; nothing else.
 
+mod build;
 mod cli;
 mod cluster;
 mod commands;
@@ -8,16 +9,21 @@ mod log;
 mod names;
 mod output;
 mod process;
+mod progress;
 mod ring;
 mod selection;
 mod tunnel;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     log::init(cli.kube.quiet, cli.kube.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -31,6 +37,10 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match &cli.command {
+            Command::Build(args) => {
+                let sub = matches.subcommand_matches("build").expect("build matches");
+                commands::build::run(&cli.kube, args, sub).await
+            }
             Command::Pods(args) => commands::pods::run(&cli.kube, args).await,
             Command::Ring(args) => commands::ring::run(&cli.kube, args).await,
             Command::Tunnel(args) => commands::tunnel::run(&cli.kube, args).await,

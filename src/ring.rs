@@ -262,9 +262,8 @@ fn classic_hash(key: &str) -> u32 {
 }
 
 fn classic_points(pods: &[String]) -> Vec<(u32, u32)> {
-    let n = pods.len();
     // Every weight is 1, so W = n and factor = floor(40 * n * 1 / n) = 40.
-    let factor = if n == 0 { 0 } else { 40 * n / n };
+    let factor = 40;
     let mut map = std::collections::BTreeMap::new();
     for (owner, pod) in pods.iter().enumerate() {
         for j in 0..factor {

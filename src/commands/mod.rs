@@ -1,4 +1,5 @@
 //! One module per subcommand: thin glue between the CLI and the library modules.
+pub mod build;
 pub mod pods;
 pub mod ring;
 pub mod tunnel;

@@ -1,6 +1,6 @@
 //! Helpers for integration tests: a simulated cluster, and the real plugin binary run
 //! against it with its own HOME, as a user would run it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
