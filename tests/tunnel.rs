@@ -184,3 +184,62 @@ fn failover_moves_to_the_next_pod_with_a_warning() {
         assert!(err.contains(why), "{fault}: {err}");
     }
 }
+
+#[test]
+fn tunnel_runs_a_command_with_buildkit_host_and_returns_its_code() {
+    let sim = start(pods(3));
+    let home = Home::new();
+    let tmp = home.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let want = order(
+        &home,
+        &["buildkitd-0", "buildkitd-1", "buildkitd-2"],
+        "k",
+        "classic",
+    );
+    let out = run(plugin(Some(&sim), &home).env("TMPDIR", &tmp).args([
+        "tunnel",
+        "--hash-key",
+        "k",
+        "--",
+        "buildctl",
+        "debug",
+        "workers",
+    ]));
+    let text = ok(&out);
+    assert!(text.contains(&want[0]), "workers of the chosen pod: {text}");
+    let out = run(plugin(Some(&sim), &home).env("TMPDIR", &tmp).args([
+        "tunnel",
+        "--pod",
+        "buildkitd-2",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$BUILDKIT_HOST\"; exit 5",
+    ]));
+    assert_eq!(out.status.code(), Some(5));
+    let host = stdout(&out);
+    assert!(
+        host.trim()
+            .starts_with(&format!("unix://{}/kubectl-buildkit-", tmp.display())),
+        "{host}"
+    );
+    let left = leftovers(&tmp);
+    assert!(left.is_empty(), "{left:?}");
+    let out = run(plugin(Some(&sim), &home).args([
+        "tunnel",
+        "--hash-key",
+        "k",
+        "--",
+        "/nonexistent/cmd",
+    ]));
+    fails_with(&out, 1, &["/nonexistent/cmd", "not found"]);
+    let out = run(plugin(Some(&sim), &home).args([
+        "tunnel",
+        "--listen",
+        "tcp://0.0.0.0:0",
+        "--hash-key",
+        "k",
+    ]));
+    fails_with(&out, 1, &["127.0.0.1"]);
+}

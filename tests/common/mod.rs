@@ -14,9 +14,29 @@ pub fn bin() -> PathBuf {
 }
 
 /// The directory holding the stand-in buildctl and docker (built by the kube-sim crate
-/// into the same target dir).
+/// into the same target dir; built here when a lone `cargo test --test X` skipped them).
 pub fn standin_dir() -> PathBuf {
-    bin().parent().unwrap().to_path_buf()
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let dir = bin().parent().unwrap().to_path_buf();
+    BUILT.get_or_init(|| {
+        if !dir.join("buildctl").exists()
+            || !dir.join("docker").exists()
+            || !dir.join("kube-sim").exists()
+        {
+            let release = dir.ends_with("release");
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo.args(["build", "-p", "kube-sim", "--bins"]);
+            if release {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().expect("cargo runs");
+            assert!(
+                status.success(),
+                "building the stand-in buildctl and docker failed"
+            );
+        }
+    });
+    dir
 }
 
 /// Pods buildkitd-0..n-1 in namespace `buildkit`, all Running and Ready.
@@ -148,4 +168,46 @@ pub fn edited_kubeconfig(
     let path = home.path().join("edited-kubeconfig");
     std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
     path
+}
+
+/// What a run left behind under `tmp` (the TMPDIR it was given): files or directories
+/// there, and live processes whose command line mentions `tmp` (children that outlived us).
+pub fn leftovers(tmp: &Path) -> Vec<String> {
+    let mut left: Vec<String> = std::fs::read_dir(tmp)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let needle = tmp.display().to_string();
+    let me = std::process::id();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.filter_map(|e| e.ok()) {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            // Zombies have an empty cmdline; a live child still names its socket.
+            if cmdline.contains(&needle) {
+                left.push(format!("process {pid}: {cmdline}"));
+            }
+        }
+    }
+    left
+}
+
+/// One JSON record a line, as the stand-ins write them.
+pub fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record is JSON"))
+        .collect()
 }
