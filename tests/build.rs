@@ -80,25 +80,6 @@ fn argv_with_addr(record: &serde_json::Value, tmp: &Path) -> Vec<String> {
     a
 }
 
-fn expected_order(home: &Home, pods: &[&str], key: &str, alg: &str) -> Vec<String> {
-    let v = json(&run(plugin(None, home).args([
-        "ring",
-        "-o",
-        "json",
-        "--algorithm",
-        alg,
-        "--pods",
-        &pods.join(","),
-        key,
-    ])));
-    v["keys"][0]["order"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .collect()
-}
-
 const FOUR: [&str; 4] = ["buildkitd-0", "buildkitd-1", "buildkitd-2", "buildkitd-3"];
 
 #[test]
@@ -115,7 +96,7 @@ fn the_hashed_pod_serves_the_build_for_every_algorithm_and_tunnel() {
     for alg in ["classic", "buildx", "rendezvous"] {
         for tunnel in ["exec", "port-forward"] {
             for image in images {
-                let want = &expected_order(&p.home, &FOUR, image, alg)[0];
+                let want = &ring_order(&p.home, &FOUR, image, alg)[0];
                 let before = sim.stats(NS, want).connections;
                 let out = run(p
                     .build(Some(&sim))
@@ -363,7 +344,7 @@ fn the_original_wrappers_readme_command_line_still_works() {
         .env("BUILD_CONTEXT", p.ctx()));
     ok(&out);
     let rec = p.buildctl_records().pop().unwrap();
-    let want = &expected_order(
+    let want = &ring_order(
         &p.home,
         &["buildkitd-0", "buildkitd-1", "buildkitd-2"],
         hash_key,
@@ -410,7 +391,7 @@ fn failover_and_its_limit() {
     let home = Home::new();
     let names = ["buildkitd-0", "buildkitd-1", "buildkitd-2"];
     let key = "gcr.io/failover/app";
-    let want = expected_order(&home, &names, key, "classic");
+    let want = ring_order(&home, &names, key, "classic");
     let mut ps = pods(3);
     ps.iter_mut()
         .find(|p| p.name == want[0])
@@ -511,7 +492,7 @@ fn sixteen_concurrent_builds_across_four_pods_are_byte_exact() {
     let mut expected = std::collections::BTreeMap::<String, u64>::new();
     for img in &images {
         *expected
-            .entry(expected_order(&p.home, &FOUR, img, "classic")[0].clone())
+            .entry(ring_order(&p.home, &FOUR, img, "classic")[0].clone())
             .or_default() += 1;
     }
     assert_eq!(per_pod, expected, "each build landed on its hashed pod");

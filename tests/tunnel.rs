@@ -9,26 +9,6 @@ use std::time::Duration;
 use common::*;
 use kube_sim::buildkitd::client;
 
-/// The fallback order `ring` computes offline for these pods and key.
-fn order(home: &Home, pods: &[&str], key: &str, alg: &str) -> Vec<String> {
-    let v = json(&run(plugin(None, home).args([
-        "ring",
-        "-o",
-        "json",
-        "--algorithm",
-        alg,
-        "--pods",
-        &pods.join(","),
-        key,
-    ])));
-    v["keys"][0]["order"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .collect()
-}
-
 struct Running {
     child: Child,
     address: String,
@@ -102,7 +82,7 @@ fn exec_tunnel_reaches_the_hashed_pod_and_cleans_up() {
     let names = ["buildkitd-0", "buildkitd-1", "buildkitd-2", "buildkitd-3"];
     for alg in ["classic", "buildx", "rendezvous"] {
         for key in ["gcr.io/me/app", "reg:5000/team/api", "/home/dev/src/web"] {
-            let want = order(&home, &names, key, alg);
+            let want = ring_order(&home, &names, key, alg);
             let before = sim.stats(NS, &want[0]).connections;
             let t = start_tunnel(&sim, &home, &["--hash-key", key, "--algorithm", alg]);
             let sock = PathBuf::from(
@@ -124,7 +104,7 @@ fn exec_tunnel_reaches_the_hashed_pod_and_cleans_up() {
 fn port_forward_tunnel_on_loopback_tcp() {
     let sim = start(pods(3));
     let home = Home::new();
-    let want = order(
+    let want = ring_order(
         &home,
         &["buildkitd-0", "buildkitd-1", "buildkitd-2"],
         "gcr.io/x/y",
@@ -155,7 +135,7 @@ fn port_forward_tunnel_on_loopback_tcp() {
 fn failover_moves_to_the_next_pod_with_a_warning() {
     let names = ["buildkitd-0", "buildkitd-1", "buildkitd-2"];
     let home = Home::new();
-    let want = order(&home, &names, "k", "classic");
+    let want = ring_order(&home, &names, "k", "classic");
     for fault in ["exec_forbidden", "vanished", "buildctl_missing"] {
         let mut ps = pods(3);
         let first = ps.iter_mut().find(|p| p.name == want[0]).unwrap();
@@ -191,7 +171,7 @@ fn tunnel_runs_a_command_with_buildkit_host_and_returns_its_code() {
     let home = Home::new();
     let tmp = home.path().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    let want = order(
+    let want = ring_order(
         &home,
         &["buildkitd-0", "buildkitd-1", "buildkitd-2"],
         "k",

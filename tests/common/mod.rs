@@ -211,3 +211,24 @@ pub fn records(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("record is JSON"))
         .collect()
 }
+
+/// The fallback order the plugin's offline `ring` gives `key` among `pods` (the test's
+/// expectation for which pod a build or tunnel must reach).
+pub fn ring_order(home: &Home, pods: &[&str], key: &str, algorithm: &str) -> Vec<String> {
+    let out = run(plugin(None, home).args([
+        "ring",
+        "-o",
+        "json",
+        "--algorithm",
+        algorithm,
+        "--pods",
+        &pods.join(","),
+        key,
+    ]));
+    json(&out)["keys"][0]["order"]
+        .as_array()
+        .expect("order")
+        .iter()
+        .map(|p| p.as_str().expect("pod name").to_string())
+        .collect()
+}
