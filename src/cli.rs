@@ -8,6 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::ring::Algorithm;
 
 const AFTER_HELP: &str = "\
+Examples:
+  kubectl buildkit pods -n buildkit
+  kubectl buildkit build -t reg.example.com/app:dev --push .
+  kubectl buildkit tunnel -- buildctl du
+  kubectl buildkit completion kubectl --help
+
 Environment:
   KUBECONFIG     kubeconfig files to merge (':'-separated), as kubectl reads them
   IMAGE          skaffold's image: the default tag, and (without its tag) the hash key
@@ -143,14 +149,18 @@ Environment (skaffold's custom builder sets these):
   kubectl buildkit pods -o json
 
 Environment:
-  IMAGE   when set and --hash-key is not, its name (without tag) is the key")]
+  IMAGE        when set and --hash-key is not, its name (without tag) is the key
+  KUBECONFIG   kubeconfig files to merge")]
     Pods(PodsArgs),
     /// Show how keys map to pods, each pod's share, and what a scale change moves
     #[command(after_help = "Examples:
   kubectl buildkit ring gcr.io/me/app gcr.io/me/api
   kubectl buildkit ring --pods buildkitd-0,buildkitd-1,buildkitd-2 my/image
   kubectl buildkit ring --pods-file pods.txt --add buildkitd-3 -o json my/image
-  kubectl get pods -l app=buildkitd -o name | cut -d/ -f2 | kubectl buildkit ring --pods-file - key")]
+  kubectl get pods -l app=buildkitd -o name | cut -d/ -f2 | kubectl buildkit ring --pods-file - key
+
+Environment:
+  KUBECONFIG   kubeconfig files to merge (when the pods come from the cluster)")]
     Ring(RingArgs),
     /// Open a tunnel to the chosen buildkitd pod; run COMMAND with BUILDKIT_HOST set, or
     /// print BUILDKIT_HOST and serve until interrupted
@@ -161,13 +171,43 @@ Environment:
 
 Environment:
   BUILDKIT_HOST   set for COMMAND to the tunnel's address
-  IMAGE           when set and --hash-key is not, its name (without tag) is the key")]
+  IMAGE           when set and --hash-key is not, its name (without tag) is the key
+  KUBECONFIG      kubeconfig files to merge")]
     Tunnel(TunnelArgs),
     /// Print the version, git commit and target
     #[command(after_help = "Examples:
   kubectl buildkit version
   kubectl buildkit version -o json")]
     Version(VersionArgs),
+    /// Print a shell completion script: for the kubectl-buildkit binary (bash, zsh,
+    /// fish, powershell), or kubectl's kubectl_complete-buildkit helper (kubectl)
+    #[command(after_help = "Examples:
+  # `kubectl buildkit <TAB>` (kubectl 1.26+ runs kubectl_complete-buildkit from PATH):
+  kubectl buildkit completion kubectl > ~/.local/bin/kubectl_complete-buildkit
+  chmod +x ~/.local/bin/kubectl_complete-buildkit
+  # `kubectl-buildkit <TAB>`, run directly:
+  source <(kubectl buildkit completion bash)
+  kubectl buildkit completion zsh > \"${fpath[1]}/_kubectl-buildkit\"
+  kubectl buildkit completion fish > ~/.config/fish/completions/kubectl-buildkit.fish
+  kubectl buildkit completion powershell | Out-String | Invoke-Expression
+
+The kubectl helper must be named kubectl_complete-buildkit, be executable, and sit in a
+directory on PATH (any one: krew's ~/.krew/bin works too). It answers from your
+kubeconfig (contexts) and cluster (namespaces, buildkitd pods), waiting at most 2s.
+
+Environment:
+  KUBECONFIG   kubeconfig files to read contexts from, and to ask the cluster with")]
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    /// the kubectl_complete-buildkit helper for `kubectl buildkit <TAB>`
+    Kubectl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -251,6 +291,13 @@ pub struct TunnelArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// Which script to print
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Args)]
 pub struct VersionArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = VersionOutput::Text)]
@@ -292,7 +339,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(value * unit);
+        total = Duration::try_from_secs_f64(value * unit)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(|| format!("duration {s:?} is too long"))?;
     }
     Ok(total)
 }
@@ -350,5 +400,50 @@ mod tests {
         assert_eq!(cli.kube.verbose, 3);
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod duration_proptests {
+    use super::parse_duration;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Anything at all: an answer or an error, never a panic (huge values included).
+        #[test]
+        fn never_panics(s in "\\PC{0,40}", digits in "[0-9.]{1,40}", unit in "(h|m|s|ms|x|)") {
+            let _ = parse_duration(&s);
+            let _ = parse_duration(&format!("{digits}{unit}"));
+            let _ = parse_duration(&format!("{digits}{unit}{digits}{unit}"));
+        }
+
+        /// Valid durations round-trip: h, m, s, ms in kubectl's order, or bare seconds.
+        #[test]
+        fn valid_durations_round_trip(h in 0u64..10_000, m in 0u64..60, sec in 0u64..60, ms in 0u64..1000, bare in any::<u64>()) {
+            let want = Duration::from_secs(h * 3600 + m * 60 + sec) + Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format!("{h}h{m}m{sec}s{ms}ms")).unwrap(), want);
+            prop_assert_eq!(parse_duration(&format!("{sec}s")).unwrap(), Duration::from_secs(sec));
+            prop_assert_eq!(parse_duration(&bare.to_string()).unwrap(), Duration::from_secs(bare));
+        }
+    }
+
+    #[test]
+    fn every_millisecond_count_is_exact() {
+        for ms in 0..1000u64 {
+            let want = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format!("{ms}ms")).unwrap(), want);
+            let full = Duration::from_secs(3 * 3600 + 59) + want;
+            assert_eq!(parse_duration(&format!("3h0m59s{ms}ms")).unwrap(), full);
+        }
+    }
+
+    #[test]
+    fn too_long_is_an_error_not_a_panic() {
+        for s in ["99999999999999999999s", "18446744073709551615s1s", "1e400s"] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
     }
 }

@@ -160,8 +160,13 @@ impl Cluster {
         }
         let server = config.cluster_url.to_string();
         let namespace = config.default_namespace.clone();
-        let client = Client::try_from(config)
-            .map_err(|e| anyhow!("cannot set up a client for {server} (context {context}): {e}"))?;
+        let client = Client::try_from(config).map_err(|e| match credential_plugin_failure(&e) {
+            Some(why) => anyhow!(
+                "the kubeconfig's credential plugin failed (context {context}): {why}; run the \
+                 plugin by hand to see why, or log in again"
+            ),
+            None => anyhow!("cannot set up a client for {server} (context {context}): {e}"),
+        })?;
         Ok(Cluster {
             client,
             namespace,
@@ -273,6 +278,11 @@ pub fn explain_kube_error(
                 _ => anyhow!("{what}: the API server {server} answered {code}: {msg}"),
             }
         }
+        _ if credential_plugin_failure(&e).is_some() => anyhow!(
+            "{what}: the kubeconfig's credential plugin failed (context {context}): {}; run the \
+             plugin by hand to see why, or log in again",
+            credential_plugin_failure(&e).unwrap_or_default()
+        ),
         _ => {
             let chain = error_chain(&e);
             let lower = chain.to_lowercase();
@@ -301,6 +311,40 @@ pub fn explain_kube_error(
             }
         }
     }
+}
+
+/// Why an exec credential plugin failed, without its stdout (which may hold a token)
+/// or its command line (which may hold secrets): its exit status and stderr only.
+fn credential_plugin_failure(e: &kube::Error) -> Option<String> {
+    use kube::client::AuthError;
+    let kube::Error::Auth(auth) = e else {
+        return None;
+    };
+    Some(match auth {
+        AuthError::AuthExecStart(io) => format!("it could not be started: {io}"),
+        AuthError::AuthExecRun { out, .. } => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err = err.trim();
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(1000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if tail.is_empty() {
+                format!("it exited with {}", out.status)
+            } else {
+                format!("it exited with {}: {tail}", out.status)
+            }
+        }
+        AuthError::AuthExecParse(_) => "its output is not a valid ExecCredential".to_string(),
+        AuthError::AuthExec(_) | AuthError::AuthExecSerialize(_) => {
+            "it did not produce a credential".to_string()
+        }
+        _ => return None,
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -5,6 +5,7 @@ mod build;
 mod cli;
 mod cluster;
 mod commands;
+mod completion;
 mod log;
 mod names;
 mod output;
@@ -19,6 +20,11 @@ use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 
 fn main() {
+    // `kubectl buildkit <TAB>`: answered before clap, which must not judge partial words.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(words) = completion::requested(&argv) {
+        std::process::exit(completion::run(&words));
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -45,6 +51,7 @@ fn main() {
             Command::Ring(args) => commands::ring::run(&cli.kube, args).await,
             Command::Tunnel(args) => commands::tunnel::run(&cli.kube, args).await,
             Command::Version(args) => commands::version::run(args),
+            Command::Completion(args) => commands::completion::run(args),
         }
     });
     // Don't wait for tasks that may still hold connections: we are done.

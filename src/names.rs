@@ -83,3 +83,47 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What must never reach a URL path segment or a query.
+    fn url_safe(s: &str) -> bool {
+        !s.is_empty()
+            && !s.contains("..")
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary input: no panic, and whatever is accepted is URL-safe and bounded.
+        #[test]
+        fn accepted_names_are_url_safe(s in "\\PC{0,300}|[a-z0-9./%?#-]{0,70}") {
+            if check_pod(&s).is_ok() {
+                prop_assert!(url_safe(&s) && s.len() <= 253, "{:?}", s);
+            }
+            if check_namespace(&s).is_ok() {
+                prop_assert!(url_safe(&s) && !s.contains('.') && s.len() <= 63, "{:?}", s);
+                prop_assert!(check_pod(&s).is_ok(), "a namespace name is a valid pod name");
+            }
+            prop_assert_eq!(check_container(&s).is_ok(), check_namespace(&s).is_ok());
+        }
+
+        /// Valid names are accepted; the error names the input.
+        #[test]
+        fn valid_names_pass(label in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", labels in prop::collection::vec("[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", 1..5)) {
+            prop_assert!(check_namespace(&label).is_ok());
+            prop_assert!(check_pod(&label).is_ok());
+            let sub = labels.join(".");
+            prop_assert!(check_pod(&sub).is_ok(), "{:?}", sub);
+            let bad = format!("{sub}/x");
+            let err = check_pod(&bad).unwrap_err().to_string();
+            let quoted = format!("{bad:?}");
+            prop_assert!(err.contains(&quoted), "{}", err);
+        }
+    }
+}

@@ -523,3 +523,43 @@ mod tests {
         assert_eq!(moved_share(&r, &r.clone()), 0.0);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALGORITHMS: [Algorithm; 3] =
+        [Algorithm::Classic, Algorithm::Buildx, Algorithm::Rendezvous];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Any pod names (duplicates, unicode, empty) and keys: pick is the head of the
+        /// order, the order is a permutation of the pods, shares sum to 1.
+        #[test]
+        fn ring_invariants(pods in prop::collection::vec("\\PC{0,12}|buildkitd-[0-9]{1,3}", 0..24), keys in prop::collection::vec("\\PC{0,40}", 1..8)) {
+            let mut want: Vec<String> = pods.clone();
+            want.sort();
+            want.dedup();
+            for alg in ALGORITHMS {
+                let ring = Ring::new(alg, &pods);
+                prop_assert_eq!(ring.pods(), want.as_slice());
+                for key in &keys {
+                    let order = ring.order(key);
+                    prop_assert_eq!(ring.pick(key), order.first().copied());
+                    let mut sorted: Vec<&str> = order.clone();
+                    sorted.sort();
+                    prop_assert_eq!(sorted, want.iter().map(String::as_str).collect::<Vec<_>>());
+                }
+                let shares = ring.shares();
+                prop_assert_eq!(shares.len(), want.len());
+                if !want.is_empty() {
+                    let sum: f64 = shares.iter().map(|s| s.share).sum();
+                    prop_assert!((sum - 1.0).abs() < 1e-9, "{}: {}", alg, sum);
+                    prop_assert!(shares.iter().all(|s| s.share >= 0.0));
+                }
+            }
+        }
+    }
+}

@@ -304,3 +304,37 @@ mod tests {
         assert_eq!(bare.reason.as_deref(), Some("Unknown"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary input: no panic, and the answer is a prefix of the input.
+        #[test]
+        fn repository_is_a_prefix(s in "\\PC{0,80}|[a-z0-9:/@.]{0,40}") {
+            let r = image_repository(&s);
+            prop_assert!(s.starts_with(r), "{:?} -> {:?}", s, r);
+            prop_assert!(!r.contains('@'), "{:?} -> {:?}", s, r);
+        }
+
+        /// Valid references: the tag and digest go, registry port and path stay, and the
+        /// result is its own repository.
+        #[test]
+        fn valid_references_keep_their_name(
+            registry in "(([a-z0-9]{1,8}\\.)?[a-z0-9]{1,8}(:[0-9]{1,5})?/)?",
+            path in "[a-z0-9]{1,8}(/[a-z0-9._-]{1,8}){0,3}",
+            tag in "(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,20})?",
+            digest in "(@sha256:[0-9a-f]{64})?",
+        ) {
+            let name = format!("{registry}{path}");
+            let image = format!("{name}{tag}{digest}");
+            prop_assert_eq!(image_repository(&image), name.as_str());
+            prop_assert_eq!(image_repository(&name), name.as_str());
+            prop_assert_eq!(default_key(None, Some(&image), None), Some(name.clone()));
+        }
+    }
+}

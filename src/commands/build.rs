@@ -106,12 +106,16 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
                 &args.tunnel,
                 args.select.container.clone(),
                 &Listen::Auto,
+                false,
             )
             .await?;
             progress.finish();
             let code = run_buildctl(&spec, tunnel.address(), &mut signals).await;
             let served = tunnel.served();
-            let failures = tunnel.failures();
+            let mut failures = tunnel.failures();
+            // buildctl may retry: say each distinct reason once.
+            let mut seen = std::collections::HashSet::new();
+            failures.retain(|f| seen.insert(f.clone()));
             tunnel.close().await;
             let code = code?;
             match served.as_slice() {
@@ -202,9 +206,7 @@ async fn run_docker(spec: &BuildSpec, signals: &mut Signals) -> Result<i32> {
         ),
     );
     let mut cmd = Command::new(&spec.docker);
-    cmd.args(&argv)
-        .envs(docker::BUILD_ENV)
-        .stdin(Stdio::null());
+    cmd.args(&argv).envs(docker::BUILD_ENV).stdin(Stdio::null());
     let mut child = process::spawn(&mut cmd, "docker", "--docker PATH")?;
     let code = process::wait(&mut child, signals).await?;
     if code != 0 {

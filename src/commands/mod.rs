@@ -1,5 +1,6 @@
 //! One module per subcommand: thin glue between the CLI and the library modules.
 pub mod build;
+pub mod completion;
 pub mod pods;
 pub mod ring;
 pub mod tunnel;

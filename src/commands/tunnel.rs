@@ -17,6 +17,7 @@ pub async fn open(
     flags: &TunnelFlags,
     container: Option<String>,
     listen: &Listen,
+    warn_unreachable: bool,
 ) -> Result<Tunnel> {
     if let Some(c) = &container {
         crate::names::check_container(c)?;
@@ -51,6 +52,7 @@ pub async fn open(
         transport,
         flags.max_failover,
         listen,
+        warn_unreachable,
     )
     .await
 }
@@ -94,6 +96,7 @@ pub async fn run(kube: &KubeFlags, args: &TunnelArgs) -> Result<i32> {
         &args.tunnel,
         args.select.container.clone(),
         &listen,
+        true,
     )
     .await?;
     let code = if args.command.is_empty() {

@@ -230,3 +230,41 @@ mod tests {
         assert!(ep.address.starts_with("tcp://127.0.0.1:"), "{}", ep.address);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary input never panics, and never yields anything but loopback TCP or an
+        /// absolute unix path.
+        #[test]
+        fn only_loopback_or_absolute_paths(s in "\\PC{0,60}|(tcp|unix)://\\PC{0,30}|tcp://[a-z0-9.:\\[\\]]{0,20}:[0-9]{0,6}") {
+            match parse_listen(&s) {
+                Ok(Listen::Tcp(port)) => {
+                    prop_assert!(s.ends_with(&port.to_string()), "{:?}", s);
+                    let host = s.strip_prefix("tcp://").unwrap().rsplit_once(':').unwrap().0;
+                    prop_assert!(host == "127.0.0.1" || host == "localhost", "{:?}", s);
+                }
+                Ok(Listen::Unix(p)) => prop_assert!(p.is_absolute(), "{:?}", s),
+                Ok(Listen::Auto) => prop_assert!(false, "Auto from {:?}", s),
+                Err(e) => prop_assert!(e.to_string().contains("--listen"), "{}", e),
+            }
+        }
+
+        /// Valid addresses round-trip; other hosts are refused.
+        #[test]
+        fn valid_addresses_round_trip(port in any::<u16>(), path in "(/[a-zA-Z0-9._-]{1,12}){1,5}", host in "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|[a-z]{1,10}|\\[::\\]|0\\.0\\.0\\.0") {
+            prop_assert_eq!(parse_listen(&format!("tcp://127.0.0.1:{port}")).unwrap(), Listen::Tcp(port));
+            prop_assert_eq!(parse_listen(&format!("tcp://localhost:{port}")).unwrap(), Listen::Tcp(port));
+            prop_assert_eq!(parse_listen(&format!("unix://{path}")).unwrap(), Listen::Unix(PathBuf::from(&path)));
+            if host != "127.0.0.1" && host != "localhost" {
+                let other = format!("tcp://{host}:{port}");
+                prop_assert!(parse_listen(&other).is_err(), "{}", other);
+            }
+        }
+    }
+}

@@ -27,6 +27,8 @@ pub struct TunnelShared {
     bad: Mutex<HashSet<String>>,
     served: Mutex<Vec<String>>,
     failures: Mutex<Vec<String>>,
+    /// Warn on stderr when a connection reaches no pod (else the caller reports).
+    warn_unreachable: bool,
 }
 
 impl TunnelShared {
@@ -72,13 +74,16 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Bind the local endpoint and start accepting. `order` is the fallback order;
-    /// at most `max_failover + 1` pods of it are used.
+    /// at most `max_failover + 1` pods of it are used. `warn_unreachable`: print a
+    /// warning when a connection reaches no pod (a caller that reports
+    /// [`Tunnel::failures`] itself passes false).
     pub async fn start(
         cluster: Cluster,
         order: Vec<String>,
         transport: Transport,
         max_failover: usize,
         listen: &Listen,
+        warn_unreachable: bool,
     ) -> Result<Tunnel> {
         let endpoint = Arc::new(endpoint::Endpoint::bind(listen).await?);
         let candidates: Vec<String> = order
@@ -92,6 +97,7 @@ impl Tunnel {
             bad: Mutex::new(HashSet::new()),
             served: Mutex::new(Vec::new()),
             failures: Mutex::new(Vec::new()),
+            warn_unreachable,
         });
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let accept = tokio::spawn(accept_loop(
@@ -187,7 +193,17 @@ async fn accept_loop(
                     );
                 }
                 relay::Outcome::Unreachable(why) => {
-                    crate::log::warn(format!("no buildkitd pod could take a connection: {why}"));
+                    // A command that reports failures itself (build) asked for quiet.
+                    if shared.warn_unreachable {
+                        crate::log::warn(format!(
+                            "no buildkitd pod could take a connection: {why}"
+                        ));
+                    } else {
+                        crate::log::debug(
+                            1,
+                            format!("connection {id}: no pod could take it: {why}"),
+                        );
+                    }
                     shared.failures.lock().expect("lock").push(why);
                 }
             }

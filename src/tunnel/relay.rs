@@ -94,10 +94,11 @@ where
         return Outcome::Served { pod, up, down };
     }
     let _ = lw.shutdown().await;
-    let why = if failures.is_empty() {
-        "no pod left to try".to_string()
-    } else {
-        failures.join("; ")
+    // Earlier pods' reasons were in the failover warnings; say the last one in full.
+    let why = match (failures.len(), failures.last()) {
+        (_, None) => "no pod left to try".to_string(),
+        (1, Some(only)) => only.clone(),
+        (n, Some(last)) => format!("tried {n} pods, the last said: {last}"),
     };
     Outcome::Unreachable(why)
 }
