@@ -155,17 +155,23 @@ impl Ring {
 
     /// Every pod, in the order a key falls back through them: the chosen pod first.
     pub fn order(&self, key: &str) -> Vec<&str> {
-        if self.pods.is_empty() {
+        self.order_prefix(key, self.pods.len())
+    }
+
+    /// The first `n` pods of [`Ring::order`], without working out the rest.
+    pub fn order_prefix(&self, key: &str, n: usize) -> Vec<&str> {
+        let n = n.min(self.pods.len());
+        if n == 0 {
             return Vec::new();
         }
         let owners: Vec<u32> = match &self.kind {
             RingKind::Classic(points) => {
                 let start = successor(points, &classic_hash(key));
-                distinct_owners(points, start, self.pods.len())
+                distinct_owners(points, start, self.pods.len(), n)
             }
             RingKind::Buildx(points) => {
                 let start = successor(points, &buildx_position(&md5(key.as_bytes())));
-                distinct_owners(points, start, self.pods.len())
+                distinct_owners(points, start, self.pods.len(), n)
             }
             RingKind::Rendezvous => {
                 let scorer = RendezvousScorer::new(key);
@@ -173,7 +179,12 @@ impl Ring {
                     .map(|i| (scorer.score(&self.pods[i as usize]), i))
                     .collect();
                 // Descending score; ties by name, and names are sorted, so by index.
-                scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                let by_rank = |a: &(u64, u32), b: &(u64, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+                if n < scored.len() {
+                    scored.select_nth_unstable_by(n - 1, by_rank);
+                    scored.truncate(n);
+                }
+                scored.sort_by(by_rank);
                 scored.into_iter().map(|(_, i)| i).collect()
             }
         };
@@ -239,16 +250,17 @@ fn successor<P: Ord>(points: &[(P, u32)], h: &P) -> usize {
     }
 }
 
-/// Walk the ring from `start`, wrapping, collecting up to `n` distinct owners.
-fn distinct_owners<P>(points: &[(P, u32)], start: usize, n: usize) -> Vec<u32> {
+/// Walk the ring from `start`, wrapping, collecting the first `want` distinct owners
+/// of the `n` pods.
+fn distinct_owners<P>(points: &[(P, u32)], start: usize, n: usize, want: usize) -> Vec<u32> {
     let mut seen = vec![false; n];
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(want);
     for k in 0..points.len() {
         let owner = points[(start + k) % points.len()].1;
         if !seen[owner as usize] {
             seen[owner as usize] = true;
             out.push(owner);
-            if out.len() == n {
+            if out.len() == want {
                 break;
             }
         }
@@ -483,6 +495,20 @@ mod tests {
                 Algorithm::Classic => assert!(points > 1190 && points <= 1200),
                 Algorithm::Buildx => assert_eq!(points, 10),
                 Algorithm::Rendezvous => assert_eq!(points, 0),
+            }
+        }
+    }
+
+    #[test]
+    fn order_prefix_is_the_head_of_order() {
+        let pods: Vec<String> = (0..50).map(|i| format!("buildkitd-{i}")).collect();
+        for alg in [Algorithm::Classic, Algorithm::Buildx, Algorithm::Rendezvous] {
+            let ring = Ring::new(alg, &pods);
+            for k in ["a", "gcr.io/x/y", "/src"] {
+                let full = ring.order(k);
+                for n in [0, 1, 4, 50, 99] {
+                    assert_eq!(ring.order_prefix(k, n), full[..n.min(50)], "{alg} {k} {n}");
+                }
             }
         }
     }

@@ -122,7 +122,12 @@ pub async fn run(kube: &KubeFlags, args: &RingArgs) -> Result<i32> {
             KeyRow {
                 key: k,
                 pod,
-                order: before.order(k),
+                // The table shows the chosen pod and three fallbacks: don't rank 1,000.
+                order: if args.output == RingOutput::Table {
+                    before.order_prefix(k, 4)
+                } else {
+                    before.order(k)
+                },
                 pod_after,
                 moved: pod_after.map(|p| p != pod),
             }
@@ -203,7 +208,7 @@ fn print_table<W: Write>(out: &mut W, r: &RingReport, args: &RingArgs) -> Result
                     row.push(if m { "yes".into() } else { "no".into() });
                 }
                 let rest: Vec<&str> = k.order.iter().skip(1).take(3).copied().collect();
-                let more = k.order.len().saturating_sub(4);
+                let more = r.pods.len().saturating_sub(4);
                 let mut fb = if rest.is_empty() {
                     "-".to_string()
                 } else {

@@ -594,4 +594,3 @@ async fn websocket_tunnel_carries_the_same_session() {
     .await
     .expect("test timed out");
 }
-
