@@ -1,0 +1,177 @@
+//! Signals: SIGINT/SIGTERM during a build or `tunnel -- COMMAND` reach the child, we
+//! exit 130/143, the socket directory is gone and no process survives; after SIGKILL
+//! of the plugin, its child dies within a second (parent-death signal).
+
+mod common;
+mod reliability_support;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reliability_support::*;
+
+/// Start `args` in the sandbox with stderr piped; the stand-in buildctl sleeps 60 s
+/// once connected, so the build is in flight until a signal arrives.
+fn start_mid_build(
+    sb: &Sandbox,
+    sim: &Sim,
+    args: &[String],
+) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = sb
+        .plugin(Some(sim))
+        .args(args)
+        .env("SIM_BUILDCTL_SLEEP_MS", "60000")
+        .env("SIM_BUILDCTL_SIGNAL_FILE", sb.home.path().join("signals"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The stand-in prints its progress on the stderr it shares with us.
+    let (connected, err) = watch_stderr(&mut child, "[simkit] connected to pod");
+    if connected.recv_timeout(BOUND).is_err() {
+        let _ = child.kill();
+        panic!("the build never connected: {}", err.join().unwrap());
+    }
+    (child, err)
+}
+
+fn build_args(sb: &Sandbox) -> Vec<String> {
+    let ctx = sb.context().display().to_string();
+    ["build", "-t", "reg.example/app:1", "--push", &ctx]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn tunnel_args(sb: &Sandbox) -> Vec<String> {
+    let ctx = sb.context().display().to_string();
+    [
+        "tunnel",
+        "--hash-key",
+        "k",
+        "--",
+        "buildctl",
+        "build",
+        "--frontend",
+        "dockerfile.v0",
+        "--local",
+        &format!("context={ctx}"),
+        "--local",
+        &format!("dockerfile={ctx}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The socket directory exists while the build runs (so its removal means something).
+fn socket_dirs(sb: &Sandbox) -> usize {
+    subdirs(&sb.tmp)
+        .iter()
+        .filter(|d| d.join("buildkitd.sock").exists())
+        .count()
+}
+
+fn interrupt(what: &str, args: Vec<String>, sig: i32, name: &str, code: i32) {
+    let sim = start(pods(2));
+    let sb = Sandbox::new();
+    let (mut child, err) = start_mid_build(&sb, &sim, &args);
+    assert_eq!(socket_dirs(&sb), 1, "{what}: one private socket directory");
+    let children: Vec<_> = sb
+        .survivors()
+        .into_iter()
+        .filter(|(pid, _)| *pid != child.id())
+        .collect();
+    assert!(
+        children.iter().any(|(_, comm)| comm == "buildctl"),
+        "{what}: buildctl runs: {children:?}"
+    );
+    let t = Instant::now();
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let status = wait_deadline(&mut child, BOUND).expect("exits after the signal");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "{what}: {:?}",
+        t.elapsed()
+    );
+    let err = err.join().unwrap();
+    assert_eq!(status.code(), Some(code), "{what}: {err}");
+    let seen = std::fs::read_to_string(sb.home.path().join("signals")).unwrap_or_default();
+    assert_eq!(seen.trim(), name, "{what}: buildctl got {name}: {err}");
+    sb.assert_clean(what);
+}
+
+#[test]
+fn sigint_during_build() {
+    let sb = Sandbox::new();
+    interrupt("build SIGINT", build_args(&sb), libc::SIGINT, "SIGINT", 130);
+}
+
+#[test]
+fn sigterm_during_build() {
+    let sb = Sandbox::new();
+    interrupt(
+        "build SIGTERM",
+        build_args(&sb),
+        libc::SIGTERM,
+        "SIGTERM",
+        143,
+    );
+}
+
+#[test]
+fn sigint_during_tunnel_command() {
+    let sb = Sandbox::new();
+    interrupt(
+        "tunnel SIGINT",
+        tunnel_args(&sb),
+        libc::SIGINT,
+        "SIGINT",
+        130,
+    );
+}
+
+#[test]
+fn sigterm_during_tunnel_command() {
+    let sb = Sandbox::new();
+    interrupt(
+        "tunnel SIGTERM",
+        tunnel_args(&sb),
+        libc::SIGTERM,
+        "SIGTERM",
+        143,
+    );
+}
+
+#[test]
+fn sigkill_of_the_plugin_takes_its_child_along() {
+    let sim = start(pods(2));
+    for make in [build_args, tunnel_args] {
+        let sb = Sandbox::new();
+        let args = make(&sb);
+        let (mut child, err) = start_mid_build(&sb, &sim, &args);
+        let buildctl: Vec<u32> = sb
+            .survivors()
+            .into_iter()
+            .filter(|(_, comm)| comm == "buildctl")
+            .map(|(pid, _)| pid)
+            .collect();
+        assert_eq!(buildctl.len(), 1, "{}: {buildctl:?}", args[0]);
+        let pid = buildctl[0];
+        assert!(is_alive(pid));
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        let t = Instant::now();
+        while is_alive(pid) && t.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !is_alive(pid),
+            "{}: buildctl {pid} outlived the plugin by a second",
+            args[0]
+        );
+        let _ = err.join();
+        assert!(sb.survivors().is_empty(), "{:?}", sb.survivors());
+    }
+}
