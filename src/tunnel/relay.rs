@@ -197,12 +197,16 @@ where
     W: AsyncWrite + Unpin,
 {
     let half_close = tx.has_half_close();
+    // Bytes sent up so far, readable even when the pod ends first and the upward
+    // task is dropped mid-way.
+    let sent_up = std::sync::atomic::AtomicU64::new(0);
     let up_task = async {
         let mut up = 0u64;
         if !local_eof {
             let mut frames = FrameReader::new();
             while let Some(frame) = frames.read(&mut lr).await {
                 up += frame.len() as u64 - 1;
+                sent_up.store(up, std::sync::atomic::Ordering::Relaxed);
                 if tx.send_frame(frame).await.is_err() {
                     return (up, false);
                 }
@@ -247,7 +251,7 @@ where
         // The pod ending its side ends the connection; the local side ending first only
         // half-closes (exec v5) and we keep reading what the pod still sends.
         tokio::select! {
-            down = &mut down_task => (0, down),
+            down = &mut down_task => (sent_up.load(std::sync::atomic::Ordering::Relaxed), down),
             (up, keep_reading) = &mut up_task => {
                 let down = if keep_reading {
                     down_task.await
