@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,28 +61,12 @@ fn leading_number(cell: &str) -> Option<f64> {
         .ok()
 }
 
-/// Build the example (debug, like this test) and return its path.
-fn build_example() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--example", "bench"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the bench example failed");
-    // target/debug/kubectl-buildkit -> target/debug/examples/bench
-    let exe = common::bin()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("bench");
-    assert!(exe.is_file(), "{} missing after the build", exe.display());
-    exe
-}
-
 #[test]
 fn quick_benchmark_prints_every_row_with_numbers() {
-    let exe = build_example();
+    let exe = common::example_binary(
+        "bench",
+        &["examples/bench.rs", "examples/bench", "src/ring.rs"],
+    );
     // The plugin binary this test was built with, and the stand-ins next to it.
     let bin_dir = common::standin_dir();
     let mut child = Command::new(exe)

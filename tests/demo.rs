@@ -7,35 +7,10 @@ use std::process::Command;
 
 use common::*;
 
-/// target/<profile>/examples/demo. `cargo test` builds examples before running tests;
-/// a lone `cargo test --test demo` does not, so build it when missing or older than
-/// its source.
-fn demo_binary() -> std::path::PathBuf {
-    let dir = standin_dir();
-    let demo = dir.join("examples/demo");
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.rs");
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if modified(&demo).is_some() && modified(&demo) >= modified(&source) {
-        return demo;
-    }
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo
-        .args(["build", "--example", "demo"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if dir.ends_with("release") {
-        cargo.arg("--release");
-    }
-    assert!(
-        cargo.status().unwrap().success(),
-        "building the demo failed"
-    );
-    demo
-}
-
 #[test]
 fn the_demo_shows_pods_ring_and_the_pod_that_served_the_build() {
     let home = Home::new();
-    let mut cmd = Command::new(demo_binary());
+    let mut cmd = Command::new(example_binary("demo", &["examples/demo.rs"]));
     // The demo makes its own HOME and KUBECONFIG; give it a clean start anyway.
     clean_env(&mut cmd, &home);
     cmd.current_dir(home.path());

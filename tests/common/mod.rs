@@ -39,6 +39,47 @@ pub fn standin_dir() -> PathBuf {
     dir
 }
 
+/// target/<profile>/examples/NAME. `cargo test` builds every example (with the
+/// workspace's features) before it runs tests, so that binary is normally used as it
+/// is. A lone `cargo test --test X` does not build examples: then it is built here when
+/// missing or older than any of `sources` (paths relative to the crate, files or
+/// directories). `--workspace` keeps the features the same as the test build's, so no
+/// dependency is compiled a second time.
+pub fn example_binary(name: &str, sources: &[&str]) -> PathBuf {
+    let dir = standin_dir();
+    let exe = dir.join("examples").join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_source = sources
+        .iter()
+        .flat_map(|s| {
+            let p = root.join(s);
+            let mut files = vec![p.clone()];
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                files.extend(entries.flatten().map(|e| e.path()));
+            }
+            files
+        })
+        .filter_map(|p| modified(&p))
+        .max();
+    if modified(&exe).is_some() && modified(&exe) >= newest_source {
+        return exe;
+    }
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .args(["build", "--workspace", "--example", name])
+        .current_dir(root);
+    if dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    assert!(
+        cargo.status().expect("cargo runs").success(),
+        "building the {name} example failed"
+    );
+    assert!(exe.is_file(), "{} missing after the build", exe.display());
+    exe
+}
+
 /// Pods buildkitd-0..n-1 in namespace `buildkit`, all Running and Ready.
 pub fn pods(n: usize) -> Vec<PodConfig> {
     (0..n)

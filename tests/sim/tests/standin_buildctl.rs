@@ -759,7 +759,9 @@ async fn kube_pod_through_kubectl_and_the_simulated_cluster() {
     let s = Scratch::new();
     let home = tempfile::tempdir().unwrap();
     let run = |addr: &str, extra: &[&str]| {
-        let mut args = vec!["--addr", addr, "build"];
+        // buildctl's default --timeout (5 s) covers kubectl's start-up and its API
+        // discovery in a fresh HOME, which on a loaded 2-core CI machine can take longer.
+        let mut args = vec!["--timeout", "60", "--addr", addr, "build"];
         let df = s.dockerfile_args();
         let mut owned: Vec<String> = df;
         owned.extend(extra.iter().map(|e| e.to_string()));
