@@ -66,10 +66,12 @@ fn run() -> Result<()> {
     };
 
     let image = "registry.example.com/kubectl-buildkit-example/app";
+    // The example's buildCommand hashes on the project's name (--hash-key).
+    let key = "kubectl-buildkit-example";
     section("Which pods can build? (eligible = Running, Ready, not terminating)");
     env.show(
         Path::new(REPO),
-        &["kubectl", "buildkit", "pods", "--hash-key", image],
+        &["kubectl", "buildkit", "pods", "--hash-key", key],
         &[],
     )?;
 
@@ -80,6 +82,7 @@ fn run() -> Result<()> {
             "kubectl",
             "buildkit",
             "ring",
+            key,
             image,
             "gcr.io/me/api",
             "/home/dev/src/web",
@@ -98,6 +101,7 @@ fn run() -> Result<()> {
             "buildkitd-0,buildkitd-1,buildkitd-2",
             "--add",
             UNREADY,
+            key,
             image,
             "gcr.io/me/api",
             "/home/dev/src/web",

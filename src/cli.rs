@@ -7,7 +7,28 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ring::Algorithm;
 
-const AFTER_HELP: &str = "\
+/// Environment variables every subcommand that talks to the cluster reads (as kubectl
+/// does), for the end of each one's help.
+macro_rules! cluster_env {
+    () => {
+        "
+  KUBECONFIG     kubeconfig files to merge (':'-separated); default ~/.kube/config
+  HOME           where ~/.kube/config is
+  KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT
+                 in a pod with no kubeconfig: use the pod's service account"
+    };
+}
+
+/// TMPDIR, for the subcommands that make a private socket directory.
+macro_rules! tmpdir_env {
+    () => {
+        "
+  TMPDIR         where the private (0700) socket directory is made (default /tmp)"
+    };
+}
+
+const AFTER_HELP: &str = concat!(
+    "\
 Examples:
   kubectl buildkit pods -n buildkit
   kubectl buildkit build -t reg.example.com/app:dev --push .
@@ -15,12 +36,14 @@ Examples:
   kubectl buildkit completion kubectl --help
 
 Environment:
-  KUBECONFIG     kubeconfig files to merge (':'-separated), as kubectl reads them
   IMAGE          skaffold's image: the default tag, and (without its tag) the hash key
   PUSH_IMAGE     skaffold: push (true) or load into the local docker daemon (false)
   BUILD_CONTEXT  skaffold: the default build context
   PLATFORMS      skaffold: the default --platform list
-  BUILDKIT_HOST  set for the command run by `kubectl buildkit tunnel -- COMMAND`";
+  BUILDKIT_HOST  set for the command run by `kubectl buildkit tunnel -- COMMAND`",
+    cluster_env!(),
+    tmpdir_env!()
+);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,7 +150,7 @@ pub enum TunnelKind {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image on the buildkitd pod chosen for it (skaffold's custom buildCommand)
-    #[command(after_help = "Examples:
+    #[command(after_help = concat!("Examples:
   # as skaffold's buildCommand (reads IMAGE, PUSH_IMAGE, BUILD_CONTEXT, PLATFORMS):
   kubectl buildkit build -n buildkit -l app=buildkitd
   kubectl buildkit build -t reg.example.com/app:dev --push .
@@ -140,39 +163,36 @@ Environment (skaffold's custom builder sets these):
   PUSH_IMAGE     true: push the image; false: load it into the local docker daemon
   BUILD_CONTEXT  default CONTEXT
   PLATFORMS      default --platform (comma-separated)
-  KUBECONFIG     kubeconfig files to merge")]
+Environment (also read):", cluster_env!(), tmpdir_env!()))]
     Build(Box<BuildArgs>),
     /// List the buildkitd pods: eligibility, ring share, and which one a key picks
-    #[command(after_help = "Examples:
+    #[command(after_help = concat!("Examples:
   kubectl buildkit pods
   kubectl buildkit pods -n buildkit -l app=buildkitd --hash-key gcr.io/me/app
   kubectl buildkit pods -o json
 
 Environment:
-  IMAGE        when set and --hash-key is not, its name (without tag) is the key
-  KUBECONFIG   kubeconfig files to merge")]
+  IMAGE          when set and --hash-key is not, its name (without tag) is the key", cluster_env!()))]
     Pods(PodsArgs),
     /// Show how keys map to pods, each pod's share, and what a scale change moves
-    #[command(after_help = "Examples:
+    #[command(after_help = concat!("Examples:
   kubectl buildkit ring gcr.io/me/app gcr.io/me/api
   kubectl buildkit ring --pods buildkitd-0,buildkitd-1,buildkitd-2 my/image
   kubectl buildkit ring --pods-file pods.txt --add buildkitd-3 -o json my/image
   kubectl get pods -l app=buildkitd -o name | cut -d/ -f2 | kubectl buildkit ring --pods-file - key
 
-Environment:
-  KUBECONFIG   kubeconfig files to merge (when the pods come from the cluster)")]
+Environment (when the pods come from the cluster, not --pods or --pods-file):", cluster_env!()))]
     Ring(RingArgs),
     /// Open a tunnel to the chosen buildkitd pod; run COMMAND with BUILDKIT_HOST set, or
     /// print BUILDKIT_HOST and serve until interrupted
-    #[command(after_help = "Examples:
+    #[command(after_help = concat!("Examples:
   kubectl buildkit tunnel -- buildctl du
   kubectl buildkit tunnel --hash-key gcr.io/me/app -- buildctl build ...
   kubectl buildkit tunnel --tunnel port-forward --listen tcp://127.0.0.1:1234
 
 Environment:
-  BUILDKIT_HOST   set for COMMAND to the tunnel's address
-  IMAGE           when set and --hash-key is not, its name (without tag) is the key
-  KUBECONFIG      kubeconfig files to merge")]
+  BUILDKIT_HOST  set for COMMAND to the tunnel's address
+  IMAGE          when set and --hash-key is not, its name (without tag) is the key", cluster_env!(), tmpdir_env!()))]
     Tunnel(TunnelArgs),
     /// Print the version, git commit and target
     #[command(after_help = "Examples:
@@ -181,7 +201,7 @@ Environment:
     Version(VersionArgs),
     /// Print a shell completion script: for the kubectl-buildkit binary (bash, zsh,
     /// fish, powershell), or kubectl's kubectl_complete-buildkit helper (kubectl)
-    #[command(after_help = "Examples:
+    #[command(after_help = concat!("Examples:
   # `kubectl buildkit <TAB>` (kubectl 1.26+ runs kubectl_complete-buildkit from PATH):
   kubectl buildkit completion kubectl > ~/.local/bin/kubectl_complete-buildkit
   chmod +x ~/.local/bin/kubectl_complete-buildkit
@@ -195,8 +215,7 @@ The kubectl helper must be named kubectl_complete-buildkit, be executable, and s
 directory on PATH (any one: krew's ~/.krew/bin works too). It answers from your
 kubeconfig (contexts) and cluster (namespaces, buildkitd pods), waiting at most 2s.
 
-Environment:
-  KUBECONFIG   kubeconfig files to read contexts from, and to ask the cluster with")]
+Environment (kubeconfig contexts, and the cluster to ask):", cluster_env!()))]
     Completion(CompletionArgs),
 }
 

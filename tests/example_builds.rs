@@ -29,7 +29,7 @@ fn with_tag(mut v: Vec<String>, i: usize, value: String) -> Vec<String> {
 }
 
 #[test]
-fn k8s_buildkitd_example_builds_on_the_pod_its_image_hashes_to() {
+fn k8s_buildkitd_example_builds_on_the_pod_its_hash_key_picks() {
     let art = example_artifact("k8s_buildkitd");
     let ready = ["buildkitd-0", "buildkitd-1", "buildkitd-2"];
     let mut cluster = pods(3);
@@ -39,7 +39,14 @@ fn k8s_buildkitd_example_builds_on_the_pod_its_image_hashes_to() {
     cluster.push(unready);
     let sim = start(cluster);
     let home = Home::new();
-    let want = hashed_pod(&home, &ready, &art.image);
+    // Its buildCommand hashes on the project's name, not on $IMAGE.
+    let key = "kubectl-buildkit-example";
+    assert!(
+        art.build_command.contains(&format!("--hash-key {key}")),
+        "{}",
+        art.build_command
+    );
+    let want = hashed_pod(&home, &ready, key);
     let ctx = art.context.canonicalize().unwrap();
     let ctx = ctx.to_str().unwrap();
     let buildctl_rec = home.path().join("buildctl.jsonl");
@@ -58,7 +65,12 @@ fn k8s_buildkitd_example_builds_on_the_pod_its_image_hashes_to() {
     let out = skaffold_build(&art, &push, &home, Some(&sim), &rec);
     ok(&out);
     let err = stderr(&out);
-    assert!(err.contains(&format!("built on pod {want}")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "built on pod {want} (namespace {NS}, key \"{key}\")"
+        )),
+        "{err}"
+    );
     let first = records(&buildctl_rec);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0]["served_by"]["pod"], want.as_str());
@@ -308,6 +320,7 @@ fn docker_cli_refuses_kubernetes_flags_and_touches_no_cluster() {
         (&["--tunnel", "exec"][..], "--tunnel"),
         (&["--hash-key", "team"][..], "--hash-key"),
         (&["-n", "buildkit"][..], "--namespace"),
+        (&["--buildctl", "/usr/bin/buildctl"][..], "--buildctl"),
     ] {
         let out = run(plugin(Some(&sim), &home)
             .args(["build", "--cli", "docker", "-t", "app:dev"])

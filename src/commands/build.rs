@@ -38,14 +38,17 @@ const KUBE_ONLY: &[(&str, &str)] = &[
     ("request_timeout", "--request-timeout"),
 ];
 
+/// Whether the user typed the flag with this id (not a default, not the environment).
+fn given_on_command_line(matches: &ArgMatches, id: &str) -> bool {
+    matches!(matches.try_get_raw(id), Ok(Some(_)))
+        && matches.value_source(id) == Some(ValueSource::CommandLine)
+}
+
 /// Reject Kubernetes flags when the build does not go through Kubernetes.
 fn reject_kube_flags(matches: &ArgMatches, why: &str) -> Result<()> {
     let given: Vec<&str> = KUBE_ONLY
         .iter()
-        .filter(|(id, _)| {
-            matches!(matches.try_get_raw(id), Ok(Some(_)))
-                && matches.value_source(id) == Some(ValueSource::CommandLine)
-        })
+        .filter(|(id, _)| given_on_command_line(matches, id))
         .map(|(_, flag)| *flag)
         .collect();
     if !given.is_empty() {
@@ -73,6 +76,12 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
                 matches,
                 "with --cli docker (it builds on the local docker daemon)",
             )?;
+            if given_on_command_line(matches, "buildctl") {
+                bail!(
+                    "--buildctl has no meaning with --cli docker (docker builds without \
+                     buildctl): drop it, or pass the docker program with --docker PATH"
+                );
+            }
             docker::check(&spec)?;
             run_docker(&spec, &mut signals).await
         }

@@ -99,28 +99,33 @@ pub async fn run(kube: &KubeFlags, args: &TunnelArgs) -> Result<i32> {
         true,
     )
     .await?;
-    let code = if args.command.is_empty() {
-        {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "BUILDKIT_HOST={}", tunnel.address())?;
-            out.flush()?;
+    // Whatever happens below (a command that cannot start, stdout gone), the tunnel
+    // is closed and its socket directory removed before we return.
+    let code = async {
+        if args.command.is_empty() {
+            {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "BUILDKIT_HOST={}", tunnel.address())?;
+                out.flush()?;
+            }
+            crate::log::note(format!(
+                "tunnel to pod {} open; press Ctrl-C to close",
+                sel.chosen().unwrap_or("?")
+            ));
+            Ok(signals.recv().await.exit_code())
+        } else {
+            let mut cmd = tokio::process::Command::new(&args.command[0]);
+            cmd.args(&args.command[1..])
+                .env("BUILDKIT_HOST", tunnel.address());
+            let mut child = process::spawn(
+                &mut cmd,
+                &format!("command {:?}", args.command[0]),
+                "the full path after --",
+            )?;
+            process::wait(&mut child, &mut signals).await
         }
-        crate::log::note(format!(
-            "tunnel to pod {} open; press Ctrl-C to close",
-            sel.chosen().unwrap_or("?")
-        ));
-        signals.recv().await.exit_code()
-    } else {
-        let mut cmd = tokio::process::Command::new(&args.command[0]);
-        cmd.args(&args.command[1..])
-            .env("BUILDKIT_HOST", tunnel.address());
-        let mut child = process::spawn(
-            &mut cmd,
-            &format!("command {:?}", args.command[0]),
-            "the full path after --",
-        )?;
-        process::wait(&mut child, &mut signals).await?
-    };
+    }
+    .await;
     tunnel.close().await;
-    Ok(code)
+    code
 }
