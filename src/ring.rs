@@ -499,6 +499,34 @@ mod tests {
         }
     }
 
+    /// README ("How a pod is chosen") quotes these balance figures for buildkitd-0..9.
+    #[test]
+    fn readme_balance_figures_for_ten_pods() {
+        let pods: Vec<String> = (0..10).map(|i| format!("buildkitd-{i}")).collect();
+        let worst = |alg| {
+            let shares = Ring::new(alg, &pods).shares();
+            let mean = 1.0 / shares.len() as f64;
+            let dev = shares
+                .iter()
+                .map(|s| (s.share - mean).abs() / mean)
+                .fold(0.0, f64::max);
+            let top = shares.iter().map(|s| s.share / mean).fold(0.0, f64::max);
+            (dev, top)
+        };
+        let (classic_dev, _) = worst(Algorithm::Classic);
+        assert!(
+            classic_dev > 0.16 && classic_dev <= 0.17,
+            "classic: every share within 17% of the mean ({classic_dev})"
+        );
+        let (_, buildx_top) = worst(Algorithm::Buildx);
+        assert!(
+            (buildx_top - 3.45).abs() < 0.005,
+            "buildx: busiest pod 3.45x the mean ({buildx_top})"
+        );
+        let (rendezvous_dev, _) = worst(Algorithm::Rendezvous);
+        assert!(rendezvous_dev < 1e-12, "rendezvous: exactly 1/n");
+    }
+
     #[test]
     fn order_prefix_is_the_head_of_order() {
         let pods: Vec<String> = (0..50).map(|i| format!("buildkitd-{i}")).collect();
