@@ -57,6 +57,33 @@ fn unreadable_or_malformed_kubeconfig() {
     fails_with(&out, 1, &["cannot read kubeconfig /nonexistent/kc"]);
 }
 
+/// A kubeconfig that exists but cannot be read. Tests run as root, which reads a
+/// chmod 000 file, so use what nobody can read as a text file: a directory, and bytes
+/// that are not UTF-8. Through --kubeconfig, KUBECONFIG and ~/.kube/config alike.
+#[test]
+fn kubeconfig_that_exists_but_cannot_be_read() {
+    let home = Home::new();
+    let dir = home.path().join("kc-dir");
+    std::fs::create_dir(&dir).unwrap();
+    let binary = home.path().join("kc-binary");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    for path in [&dir, &binary] {
+        let shown = path.display().to_string();
+        let needle = format!("cannot read kubeconfig {shown}");
+        let out = run(plugin(None, &home).args(["pods", "--kubeconfig", &shown]));
+        fails_with(&out, 1, &[&needle]);
+        let out = run(plugin(None, &home)
+            .args(["ring", "k"])
+            .env("KUBECONFIG", path));
+        fails_with(&out, 1, &[&needle]);
+    }
+    let kube = home.path().join(".kube");
+    std::fs::create_dir_all(kube.join("config")).unwrap();
+    let out = run(plugin(None, &home).args(["pods"]));
+    let shown = kube.join("config").display().to_string();
+    fails_with(&out, 1, &[&format!("cannot read kubeconfig {shown}")]);
+}
+
 #[test]
 fn unknown_context_lists_the_known_ones() {
     let sim = users_cluster();
@@ -151,7 +178,14 @@ fn invalid_selector_and_no_match() {
     let sim = users_cluster();
     let home = Home::new();
     let out = run(plugin(Some(&sim), &home).args(["pods", "-l", "app in (a"]));
-    fails_with(&out, 1, &["400"]);
+    fails_with(
+        &out,
+        1,
+        &[
+            "listing pods with selector \"app in (a\" in namespace buildkit",
+            "the API server refused the request (400)",
+        ],
+    );
     let out = run(plugin(Some(&sim), &home).args(["ring", "-l", "app=nothing"]));
     fails_with(
         &out,
@@ -216,4 +250,85 @@ fn list_error_and_garbage_from_the_server() {
         1,
         &["cannot read"],
     );
+}
+
+/// `ring` without --pods asks the cluster, and fails like `pods` does.
+#[test]
+fn ring_from_the_cluster_reports_every_access_error() {
+    let sim = users_cluster();
+    let home = Home::new();
+    let ring = |kc: Option<&std::path::Path>, flags: &[&str]| {
+        let mut cmd = plugin(Some(&sim), &home);
+        if let Some(kc) = kc {
+            cmd.arg("--kubeconfig").arg(kc);
+        }
+        run(cmd.args(["ring", "gcr.io/me/app"]).args(flags))
+    };
+    // The cluster works: the control case.
+    let v = json(&ring(None, &["-o", "json"]));
+    assert_eq!(v["pods"].as_array().unwrap().len(), 3);
+
+    fails_with(
+        &ring(None, &["--context", "nope"]),
+        1,
+        &["context \"nope\" not found", "admin, nolist", "--context"],
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = edited_kubeconfig(&sim, &home, |v| {
+        v["clusters"][0]["cluster"]["server"] = format!("https://127.0.0.1:{port}").into();
+    });
+    let t = Instant::now();
+    fails_with(
+        &ring(Some(&down), &[]),
+        1,
+        &["cannot reach the API server", &format!("127.0.0.1:{port}")],
+    );
+    assert!(t.elapsed() < Duration::from_secs(20));
+
+    let bad_token = home.path().join("bad-token");
+    std::fs::copy(
+        edited_kubeconfig(&sim, &home, |v| {
+            v["users"][0]["user"]["token"] = "not-the-token".into();
+        }),
+        &bad_token,
+    )
+    .unwrap();
+    let err = fails_with(
+        &ring(Some(&bad_token), &[]),
+        1,
+        &["401 Unauthorized", "log in again", &sim.url()],
+    );
+    assert!(!err.contains("not-the-token"), "{err}");
+
+    fails_with(
+        &ring(None, &["--context", "nolist"]),
+        1,
+        &[
+            "403",
+            "cannot list resource \"pods\"",
+            "namespace \"buildkit\"",
+            "rbac.yaml",
+        ],
+    );
+    fails_with(
+        &ring(None, &["-n", "nosuchns"]),
+        1,
+        &["namespace \"nosuchns\" does not exist", "-n"],
+    );
+    let err = fails_with(
+        &ring(None, &["-l", "app in (a"]),
+        1,
+        &[
+            "listing pods with selector \"app in (a\" in namespace buildkit",
+            "the API server refused the request (400)",
+        ],
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    // Nothing on stdout for any failure: no half-printed ring.
+    assert_eq!(stdout(&ring(None, &["--context", "nolist"])), "");
 }

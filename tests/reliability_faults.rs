@@ -478,20 +478,23 @@ fn kubeconfig_unreadable_malformed_or_missing_context() {
         &["--kubeconfig", &bad],
         &["kubeconfig", "not valid"],
     );
-    let locked = sb.home.path().join("locked");
-    std::fs::copy(sim.kubeconfig(), &locked).unwrap();
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-    // Root reads anything: then the file is fine and only a missing one is unreadable.
-    let unreadable = if std::fs::read(&locked).is_err() {
-        locked.to_str().unwrap().to_string()
-    } else {
-        "/nonexistent/kubeconfig".to_string()
-    };
+    // Root (which runs these tests) reads a chmod 000 file, but nobody reads a
+    // directory as a file: the path exists and still cannot be read.
+    let unreadable = sb.home.path().join("kubeconfig-dir");
+    std::fs::create_dir(&unreadable).unwrap();
+    assert!(std::fs::read_to_string(&unreadable).is_err());
+    let unreadable = unreadable.to_str().unwrap().to_string();
     both_fail(
         &sb,
         None,
         &["--kubeconfig", &unreadable],
         &[&format!("cannot read kubeconfig {unreadable}")],
+    );
+    both_fail(
+        &sb,
+        None,
+        &["--kubeconfig", "/nonexistent/kubeconfig"],
+        &["cannot read kubeconfig /nonexistent/kubeconfig"],
     );
     both_fail(
         &sb,
