@@ -86,7 +86,7 @@ pub struct KubeFlags {
     /// More detail on stderr (repeat for more: -v, -vv, -vvv)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// No progress or notes on stderr; errors only
+    /// No progress or notes on stderr: only warnings and errors
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
 }
@@ -117,7 +117,7 @@ pub struct SelectionFlags {
     /// Use this pod; no hashing
     #[arg(long, value_name = "NAME")]
     pub pod: Option<String>,
-    /// Container of the pod to exec into (default: the pod's default container)
+    /// Container of the pod to exec into (needed when the pod has several containers)
     #[arg(short = 'c', long, value_name = "NAME")]
     pub container: Option<String>,
     /// Also use Running pods that are not Ready (never terminating ones)

@@ -153,6 +153,16 @@ impl Cluster {
         if let Some(ns) = &flags.namespace {
             names::check_namespace(ns)?;
             config.default_namespace = ns.clone();
+        } else if config.default_namespace.is_empty() {
+            // `namespace: ""` in the context means no namespace, as kubectl reads it.
+            config.default_namespace = "default".to_string();
+        } else {
+            names::check_namespace(&config.default_namespace).map_err(|e| {
+                anyhow!(
+                    "{e:#} (from context {context:?} of the kubeconfig): fix the context's \
+                     namespace, or pass -n NAMESPACE"
+                )
+            })?;
         }
         let request_timeout = flags.request_timeout.filter(|d| !d.is_zero());
         if let Some(t) = request_timeout {
@@ -211,7 +221,16 @@ impl Cluster {
             "listing pods with selector {selector:?} in namespace {}",
             self.namespace
         );
-        let list = self.call(&what, api.list(&lp)).await?;
+        let list = self.call(&what, api.list(&lp)).await.map_err(|e| {
+            // A 400 on a list is the server refusing the selector's syntax.
+            if format!("{e:#}").contains("(400)") {
+                anyhow!(
+                    "{e:#}; fix the label selector given with -l/--selector, e.g. -l app=buildkitd"
+                )
+            } else {
+                e
+            }
+        })?;
         let mut pods = list.items;
         pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(pods)

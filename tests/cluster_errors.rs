@@ -184,6 +184,7 @@ fn invalid_selector_and_no_match() {
         &[
             "listing pods with selector \"app in (a\" in namespace buildkit",
             "the API server refused the request (400)",
+            "fix the label selector given with -l/--selector",
         ],
     );
     let out = run(plugin(Some(&sim), &home).args(["ring", "-l", "app=nothing"]));
@@ -326,6 +327,7 @@ fn ring_from_the_cluster_reports_every_access_error() {
         &[
             "listing pods with selector \"app in (a\" in namespace buildkit",
             "the API server refused the request (400)",
+            "fix the label selector given with -l/--selector",
         ],
     );
     assert!(err.starts_with("error: "), "{err}");

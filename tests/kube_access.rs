@@ -177,6 +177,39 @@ fn namespace_is_the_flag_then_the_contexts_then_default() {
     assert_eq!(names(&bare(&["pods", "-o", "name", "-n", NS])), in_buildkit);
     let out = bare(&["pods", "-n", "nosuchns"]);
     fails_with(&out, 1, &["namespace \"nosuchns\" does not exist", "-n"]);
+
+    // `namespace: ""` in the context is no namespace, as kubectl reads it.
+    let set_ns = |ns: &'static str| {
+        edited_kubeconfig(&sim, &home, move |v| {
+            for ctx in v["contexts"].as_sequence_mut().unwrap() {
+                ctx["context"]["namespace"] = serde_yaml::Value::String(ns.into());
+            }
+        })
+    };
+    let empty = set_ns("");
+    let seen = sim.requests().len();
+    let out = run(plugin(None, &home)
+        .arg("--kubeconfig")
+        .arg(&empty)
+        .args(["pods", "-o", "name"]));
+    assert_eq!(names(&out), in_default);
+    assert!(sim.requests()[seen..]
+        .iter()
+        .all(|r| !r.path.contains("//")));
+
+    // A context namespace that is no valid name never reaches a URL.
+    let bad = set_ns("a/b");
+    let seen = sim.requests().len();
+    let out = run(plugin(None, &home)
+        .arg("--kubeconfig")
+        .arg(&bad)
+        .args(["pods"]));
+    fails_with(&out, 1, &["\"a/b\"", "from context", "-n NAMESPACE"]);
+    assert_eq!(
+        sim.requests().len(),
+        seen,
+        "no request with a bad namespace"
+    );
 }
 
 #[test]
@@ -290,6 +323,7 @@ fn container_flag_picks_the_container_of_a_pod_with_several() {
     let needles = [
         "a container name must be specified for pod",
         "choose one of: [sidecar buildkitd]",
+        "--container NAME",
     ];
     let err = sb.expect_failure("build", &mut build(&[]), 1, &needles);
     assert!(err.contains(&want[0]), "{err}");

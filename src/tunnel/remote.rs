@@ -154,6 +154,18 @@ fn explain_dial(cluster: &Cluster, pod: &str, transport: &Transport, e: kube::Er
                 s.message
             )
         }
+        kube::Error::Api(s)
+            if s.code == 400
+                && (s.message.contains("container name must be specified")
+                    || s.message.contains("is not valid for pod")) =>
+        {
+            format!(
+                "the API server refused the {} (400): {}; pass the buildkitd container with \
+                 --container NAME",
+                transport.describe(),
+                s.message
+            )
+        }
         kube::Error::Api(s) => format!(
             "the API server refused the {} ({}): {}",
             transport.describe(),
