@@ -323,6 +323,7 @@ fn a_raw_output_overrides_tags_push_and_load() {
     let outputs: Vec<&String> = a.iter().skip_while(|x| *x != "--output").collect();
     assert_eq!(outputs, ["--output", "type=local,dest=out"]);
     assert!(p.docker_records().is_empty());
+    p.assert_clean();
 }
 
 #[test]
@@ -351,12 +352,32 @@ fn the_original_wrappers_readme_command_line_still_works() {
         "classic",
     )[0];
     assert_eq!(rec["served_by"]["pod"], want.as_str());
-    let a = argv(&rec);
-    assert!(a.contains(&"id=gitconfig,src=.gitconfig".to_string()));
-    assert!(a.contains(&"build-arg:TEST=test1".to_string()));
-    assert!(a.contains(&"filename=sample.Dockerfile".to_string()));
-    // The wrapper's bug is gone: the dockerfile local is the Dockerfile's directory.
-    assert!(a.contains(&format!("dockerfile={}", p.ctx().display())));
+    let ctx = p.ctx().display().to_string();
+    let a = argv_with_addr(&rec, &p.tmp());
+    assert_eq!(
+        a,
+        strings(&[
+            "--addr",
+            "ADDR",
+            "build",
+            "--frontend",
+            "dockerfile.v0",
+            "--local",
+            &format!("context={ctx}"),
+            // The wrapper's bug is gone: the dockerfile local is the Dockerfile's directory.
+            "--local",
+            &format!("dockerfile={ctx}"),
+            "--opt",
+            "filename=sample.Dockerfile",
+            "--opt",
+            "build-arg:TEST=test1",
+            "--secret",
+            "id=gitconfig,src=.gitconfig",
+            "--output",
+            "type=image,name=daisaru11/skaffold-buildkit-wrapper-example:abc,push=true",
+        ]),
+        "{a:#?}"
+    );
     p.assert_clean();
 }
 
@@ -384,6 +405,7 @@ fn addr_talks_to_a_buildkitd_directly_without_kubernetes() {
             .build(Some(&sim))
             .args(["--addr", "tcp://127.0.0.1:1", "--pod", "buildkitd-0"]));
     fails_with(&out, 1, &["--pod", "no meaning with --addr"]);
+    p.assert_clean();
 }
 
 #[test]

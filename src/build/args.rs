@@ -152,8 +152,12 @@ pub struct BuildFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::spec::resolve;
+    use crate::build::testkit::{self, Tree};
+    use crate::build::{buildctl, docker};
     use crate::cli::{KubeFlags, SelectionFlags, TunnelFlags};
     use clap::{CommandFactory, Parser, Subcommand};
+    use proptest::prelude::*;
 
     /// The shape of the `build` subcommand: global kube flags, then selection, tunnel
     /// and build flags side by side.
@@ -260,6 +264,74 @@ mod tests {
         assert_eq!(b.opts, ["a=b", "c=d"]);
         assert_eq!(b.progress, Some(Progress::Plain));
         assert_eq!(b.extra, ["--allow", "network.host"]);
+    }
+
+    /// The values that follow each `flag` in an argv.
+    fn values_of(argv: &[String], flag: &str) -> Vec<String> {
+        argv.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    /// A valid --ssh value, as buildctl and docker take it: default|ID[=SOCKET|KEY[,KEY]].
+    fn ssh_spec() -> impl Strategy<Value = String> {
+        let id = "default|[a-z][a-z0-9_-]{0,10}";
+        let path = "/?[A-Za-z0-9._-]{1,8}(/[A-Za-z0-9._-]{1,8}){0,3}";
+        (id, prop::collection::vec(path, 0..4)).prop_map(|(id, paths)| {
+            if paths.is_empty() {
+                id
+            } else {
+                format!("{id}={}", paths.join(","))
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Valid --ssh values, repeated, in both spellings (`--ssh V`, `--ssh=V`): clap
+        /// reads them back unchanged, resolve accepts them, and buildctl and docker get
+        /// them verbatim, in order.
+        #[test]
+        fn valid_ssh_specs_round_trip(specs in prop::collection::vec(ssh_spec(), 1..4), joined in any::<bool>()) {
+            let mut line = vec!["kubectl-buildkit".to_string(), "build".to_string(), "ctx".to_string()];
+            for spec in &specs {
+                if joined {
+                    line.push(format!("--ssh={spec}"));
+                } else {
+                    line.push("--ssh".to_string());
+                    line.push(spec.clone());
+                }
+            }
+            let cli = TestCli::try_parse_from(&line).unwrap();
+            let TestCommand::Build(b) = cli.command;
+            prop_assert_eq!(&b.build.ssh, &specs);
+            let t = Tree::new();
+            let spec = resolve(&b.build, &testkit::env(&[]), &t.root).unwrap();
+            prop_assert_eq!(&spec.ssh, &specs);
+            prop_assert_eq!(values_of(&buildctl::argv(&spec, "unix:///s"), "--ssh"), specs.clone());
+            prop_assert_eq!(values_of(&docker::build_argv(&spec), "--ssh"), specs);
+        }
+
+        /// Arbitrary --ssh values: no panic; a blank one is an error naming --ssh, any
+        /// other reaches buildctl exactly as given.
+        #[test]
+        fn any_ssh_value_is_refused_when_blank_and_passed_verbatim_otherwise(raw in "\\PC{0,40}|[ \t]{0,3}") {
+            let t = Tree::new();
+            let mut flags = testkit::flags(&["ctx"]);
+            flags.ssh = vec![raw.clone()];
+            match resolve(&flags, &testkit::env(&[]), &t.root) {
+                Ok(spec) => {
+                    prop_assert!(!raw.trim().is_empty(), "{:?} accepted", raw);
+                    prop_assert_eq!(values_of(&buildctl::argv(&spec, "unix:///s"), "--ssh"), vec![raw]);
+                }
+                Err(e) => {
+                    prop_assert!(raw.trim().is_empty(), "{:?}: {}", raw, e);
+                    prop_assert!(e.to_string().contains("--ssh"), "{}", e);
+                }
+            }
+        }
     }
 
     #[test]

@@ -34,13 +34,29 @@ struct RingReport<'a> {
     moved_share: Option<f64>,
 }
 
+/// --pods: comma-separated names, blanks around them and empty items ignored.
+fn pods_from_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// --pods-file: one name a line, blank lines ignored; `kubectl get pods -o name`
+/// prints pod/NAME, so a `pod/` prefix is dropped (a bare `pod/` names nothing).
+fn pods_from_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.trim())
+        .map(|l| l.strip_prefix("pod/").unwrap_or(l).trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Pod names from --pods or --pods-file, or None to ask the cluster.
 fn offline_pods(args: &RingArgs) -> Result<Option<Vec<String>>> {
     let names: Vec<String> = if let Some(list) = &args.pods {
-        list.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
+        pods_from_list(list)
     } else if let Some(path) = &args.pods_file {
         let mut text = String::new();
         if path.as_os_str() == "-" {
@@ -51,12 +67,7 @@ fn offline_pods(args: &RingArgs) -> Result<Option<Vec<String>>> {
             text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read --pods-file {}", path.display()))?;
         }
-        text.lines()
-            .map(|l| l.trim())
-            .filter(|l| !l.is_empty())
-            // `kubectl get pods -o name` prints pod/NAME: accept it as is.
-            .map(|l| l.strip_prefix("pod/").unwrap_or(l).to_string())
-            .collect()
+        pods_from_lines(&text)
     } else {
         return Ok(None);
     };
@@ -240,4 +251,81 @@ fn print_table<W: Write>(out: &mut W, r: &RingReport, args: &RingArgs) -> Result
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lists_and_files() {
+        assert_eq!(pods_from_list("a,b,c"), ["a", "b", "c"]);
+        assert_eq!(pods_from_list(" a , ,b,,"), ["a", "b"]);
+        assert!(pods_from_list(" , ,").is_empty());
+        assert_eq!(
+            pods_from_lines("pod/buildkitd-0\r\n\n  buildkitd-1  \n\t\npod/buildkitd-2"),
+            ["buildkitd-0", "buildkitd-1", "buildkitd-2"]
+        );
+        // A bare `pod/` (or `pod/` and blanks) names no pod: it is not an empty name.
+        assert!(pods_from_lines("pod/\n pod/  \n\n").is_empty());
+    }
+
+    /// A pod name as Kubernetes allows it (a DNS subdomain).
+    const NAME: &str = "[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?";
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary input: no panic, and every name read is non-empty, trimmed, and
+        /// free of the separator.
+        #[test]
+        fn never_panics_and_names_are_clean(
+            text in "\\PC{0,80}|[a ,/\r\n\tpod]{0,40}|([ \t]{0,2}(pod/)?[ \t]{0,2}[a-z0-9,/]{0,3}[ \t]{0,2}\r?\n){0,6}",
+        ) {
+            for n in pods_from_list(&text) {
+                prop_assert!(!n.is_empty() && n.trim() == n && !n.contains(','), "{:?} from {:?}", n, text);
+            }
+            for n in pods_from_lines(&text) {
+                prop_assert!(!n.is_empty() && n.trim() == n && !n.contains('\n'), "{:?} from {:?}", n, text);
+            }
+        }
+
+        /// Valid names round-trip through --pods, whatever blanks and empty items
+        /// surround them.
+        #[test]
+        fn a_pod_list_round_trips(
+            names in prop::collection::vec(NAME, 0..12),
+            pads in prop::collection::vec(("[ \t]{0,2}", "[ \t]{0,2}", any::<bool>()), 12),
+        ) {
+            let mut items = Vec::new();
+            for (n, (before, after, empty)) in names.iter().zip(&pads) {
+                if *empty {
+                    items.push(before.clone());
+                }
+                items.push(format!("{before}{n}{after}"));
+            }
+            prop_assert_eq!(pods_from_list(&items.join(",")), names);
+        }
+
+        /// Valid names round-trip through --pods-file: one a line, with or without
+        /// `pod/`, blank lines and CRLF ignored.
+        #[test]
+        fn a_pods_file_round_trips(
+            names in prop::collection::vec(NAME, 0..12),
+            shapes in prop::collection::vec((any::<bool>(), "[ \t]{0,2}", "(\r?\n[ \t]*){0,2}"), 12),
+            crlf in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            for (n, (prefixed, pad, blank)) in names.iter().zip(&shapes) {
+                let prefix = if *prefixed { "pod/" } else { "" };
+                text.push_str(&format!("{pad}{prefix}{n}{pad}{eol}{blank}"));
+            }
+            prop_assert_eq!(pods_from_lines(&text), names.clone());
+            // What `kubectl get pods -o name` prints reads back as the names.
+            let kubectl: String = names.iter().map(|n| format!("pod/{n}\n")).collect();
+            prop_assert_eq!(pods_from_lines(&kubectl), names);
+        }
+    }
 }

@@ -1,0 +1,249 @@
+//! The progress spinner of `build` (issue 4): on stderr, only when stderr is a terminal,
+//! never with -q, and stdout is left to buildctl. The terminal is a pseudo-terminal from
+//! script(1) (util-linux); the build runs against the simulated cluster with the
+//! stand-in buildctl. Every test also checks that nothing is left behind.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+const SCRIPT: &str = "/usr/bin/script";
+const RESOLVING: &str = "resolving buildkitd pods";
+const PODS: [&str; 3] = ["buildkitd-0", "buildkitd-1", "buildkitd-2"];
+const IMAGE: &str = "reg.example.com/team/progress";
+
+/// Three pods behind an API server slow enough (200 ms a request) for the spinner to
+/// tick while the pods are resolved.
+fn slow_sim() -> Sim {
+    start_with(SimConfig {
+        pods: pods(3),
+        context_namespace: Some(NS.into()),
+        faults: ServerFaults {
+            api_latency_ms: 200,
+            ..ServerFaults::default()
+        },
+        ..SimConfig::default()
+    })
+}
+
+/// A context with a Dockerfile, a private TMPDIR and the stand-ins' record files.
+struct Project {
+    home: Home,
+}
+
+impl Project {
+    fn new() -> Project {
+        let p = Project { home: Home::new() };
+        std::fs::create_dir_all(p.ctx()).unwrap();
+        std::fs::create_dir_all(p.tmp()).unwrap();
+        std::fs::write(p.ctx().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        p
+    }
+    fn root(&self) -> &Path {
+        self.home.path()
+    }
+    fn ctx(&self) -> PathBuf {
+        self.root().join("app")
+    }
+    fn tmp(&self) -> PathBuf {
+        self.root().join("tmp")
+    }
+    /// `kubectl-buildkit build ARGS`, pushing $IMAGE, in the context directory.
+    fn build(&self, sim: &Sim, args: &[&str]) -> Command {
+        let mut cmd = plugin(Some(sim), &self.home);
+        cmd.arg("build")
+            .args(args)
+            .current_dir(self.ctx())
+            .env("TMPDIR", self.tmp())
+            .env("IMAGE", format!("{IMAGE}:v1"))
+            .env("PUSH_IMAGE", "true")
+            .env("SIM_BUILDCTL_RECORD", self.root().join("buildctl.jsonl"));
+        cmd
+    }
+    /// The one buildctl run so far: it succeeded on `pod`.
+    #[track_caller]
+    fn built_once_on(&self, pod: &str) -> serde_json::Value {
+        let recs = records(&self.root().join("buildctl.jsonl"));
+        assert_eq!(recs.len(), 1, "{recs:#?}");
+        assert_eq!(recs[0]["exit_code"], 0, "{:#?}", recs[0]);
+        assert_eq!(recs[0]["served_by"]["pod"], pod, "{:#?}", recs[0]);
+        recs[0].clone()
+    }
+    /// The pod the hash picks for $IMAGE.
+    fn hashed_pod(&self) -> String {
+        ring_order(&self.home, &PODS, IMAGE, "classic")[0].clone()
+    }
+    #[track_caller]
+    fn assert_clean(&self) {
+        let left = leftovers(&self.tmp());
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `cmd` as one shell word list, its program first.
+fn shell_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| sh_quote(a.to_str().expect("UTF-8 argument")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run `shell` (a sh command line in which CMD stands for `cmd`) on a pseudo-terminal
+/// with `cmd`'s environment and directory. Returns what the terminal showed (script's
+/// stdout) and script's exit status, which is the shell's.
+fn on_a_terminal(cmd: &Command, shell: &str) -> Output {
+    assert!(
+        Path::new(SCRIPT).exists(),
+        "{SCRIPT} (util-linux) is needed to give the plugin a terminal"
+    );
+    let line = shell.replace("CMD", &shell_line(cmd));
+    let mut s = Command::new(SCRIPT);
+    s.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => s.env(k, v),
+            None => s.env_remove(k),
+        };
+    }
+    s.env("SHELL", "/bin/sh")
+        .env("TERM", "xterm-256color")
+        .current_dir(cmd.get_current_dir().expect("a working directory"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run(&mut s)
+}
+
+/// What the terminal showed, lossily as text.
+fn screen(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_spinner_shows_on_a_terminal_for_both_tunnels() {
+    let sim = slow_sim();
+    for tunnel in ["exec", "port-forward"] {
+        let p = Project::new();
+        let want = p.hashed_pod();
+        let out = on_a_terminal(&p.build(&sim, &["--tunnel", tunnel]), "CMD");
+        let shown = screen(&out);
+        assert_eq!(out.status.code(), Some(0), "{tunnel}: {shown}");
+        assert!(shown.contains(RESOLVING), "{tunnel}: {shown:?}");
+        let connecting = format!("connecting to pod {want} via {tunnel}");
+        assert!(shown.contains(&connecting), "{tunnel}: {shown:?}");
+        // The spinner's line is erased before buildctl writes its own progress.
+        let last_spin = shown.rfind(&connecting).unwrap();
+        let buildctl_starts = shown
+            .find("[simkit] connected to pod")
+            .unwrap_or_else(|| panic!("{tunnel}: no buildctl output: {shown:?}"));
+        assert!(last_spin < buildctl_starts, "{tunnel}: {shown:?}");
+        assert!(
+            shown[last_spin..buildctl_starts].contains("\r\x1b[2K"),
+            "{tunnel}: the spinner is cleared first: {shown:?}"
+        );
+        p.built_once_on(&want);
+        p.assert_clean();
+    }
+}
+
+#[test]
+fn quiet_hides_the_spinner_on_a_terminal() {
+    let sim = slow_sim();
+    let p = Project::new();
+    let want = p.hashed_pod();
+    let out = on_a_terminal(&p.build(&sim, &["-q"]), "CMD");
+    let shown = screen(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(!shown.contains(RESOLVING), "{shown:?}");
+    assert!(!shown.contains("connecting to pod"), "{shown:?}");
+    // -q hides the notes too; the build itself happened.
+    assert!(!shown.contains("built on pod"), "{shown:?}");
+    p.built_once_on(&want);
+    p.assert_clean();
+}
+
+#[test]
+fn no_spinner_when_stderr_is_a_pipe_even_with_stdout_on_a_terminal() {
+    let sim = slow_sim();
+    let p = Project::new();
+    let want = p.hashed_pod();
+    let err_file = p.root().join("stderr.txt");
+    // fd 3 is the terminal: the plugin's stdout goes there, its stderr into a pipe to cat.
+    let shell = format!(
+        "{{ [ -t 3 ] && echo 'stdout is a terminal'; \
+         {{ CMD 2>&1 >&3 3>&-; echo \"plugin exit $?\" >&3; }} | cat > {}; }} 3>&1",
+        sh_quote(err_file.to_str().unwrap())
+    );
+    let out = on_a_terminal(&p.build(&sim, &[]), &shell);
+    let shown = screen(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("stdout is a terminal"), "{shown:?}");
+    assert!(shown.contains("plugin exit 0"), "{shown:?}");
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert!(
+        err.contains(&format!("built on pod {want}")),
+        "stderr reached the pipe: {err:?}"
+    );
+    for text in [&shown, &err] {
+        assert!(!text.contains(RESOLVING), "{text:?}");
+        assert!(!text.contains("connecting to pod"), "{text:?}");
+    }
+    p.built_once_on(&want);
+    p.assert_clean();
+}
+
+#[test]
+fn no_spinner_without_a_terminal() {
+    let sim = slow_sim();
+    let p = Project::new();
+    let want = p.hashed_pod();
+    let out = run(p
+        .build(&sim, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped()));
+    ok(&out);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("built on pod {want}")), "{err}");
+    assert!(!err.contains(RESOLVING), "{err:?}");
+    assert!(!err.contains("connecting to pod"), "{err:?}");
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    p.built_once_on(&want);
+    p.assert_clean();
+}
+
+#[test]
+fn stdout_is_left_to_buildctl_while_the_spinner_runs() {
+    let sim = slow_sim();
+    let p = Project::new();
+    let want = p.hashed_pod();
+    let tar = p.root().join("out.tar");
+    // Only stdout is redirected: stderr, and so the spinner, stays on the terminal.
+    let shell = format!("CMD > {}", sh_quote(tar.to_str().unwrap()));
+    let cmd = p.build(&sim, &["--hash-key", IMAGE, "--output", "type=tar,dest=-"]);
+    let out = on_a_terminal(&cmd, &shell);
+    let shown = screen(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains(RESOLVING), "{shown:?}");
+    assert!(
+        shown.contains(&format!("connecting to pod {want} via exec")),
+        "{shown:?}"
+    );
+    let rec = p.built_once_on(&want);
+    let bytes = std::fs::read(&tar).unwrap();
+    assert!(!bytes.is_empty(), "buildctl wrote the tarball to stdout");
+    assert_eq!(rec["stdout_bytes"], bytes.len() as u64);
+    let sha = format!("{:x}", Sha256::digest(&bytes));
+    assert_eq!(
+        rec["stdout_sha256"], sha,
+        "stdout holds exactly what buildctl wrote, nothing of ours"
+    );
+    p.assert_clean();
+}
