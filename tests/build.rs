@@ -408,60 +408,85 @@ fn addr_talks_to_a_buildkitd_directly_without_kubernetes() {
     p.assert_clean();
 }
 
+/// Each way the first choice can fail before its first byte: the build ends on the
+/// second choice with a warning naming both; with --max-failover 0 it fails, naming
+/// the first pod and the reason.
 #[test]
 fn failover_and_its_limit() {
+    type Fault = fn(&mut PodFaults);
+    let cases: [(&str, Fault, &[&str]); 3] = [
+        (
+            "exec forbidden",
+            |f| f.exec_forbidden = true,
+            &["pods/exec is forbidden", "--tunnel port-forward"],
+        ),
+        (
+            "pod deleted",
+            |f| f.vanished = true,
+            &["the pod is gone (deleted since it was listed?)"],
+        ),
+        (
+            "buildctl missing",
+            |f| f.buildctl_missing = true,
+            &["is buildctl installed", "--container"],
+        ),
+    ];
     let home = Home::new();
     let names = ["buildkitd-0", "buildkitd-1", "buildkitd-2"];
     let key = "gcr.io/failover/app";
     let want = ring_order(&home, &names, key, "classic");
-    let mut ps = pods(3);
-    ps.iter_mut()
-        .find(|p| p.name == want[0])
-        .unwrap()
-        .faults
-        .exec_forbidden = true;
-    let sim = start(ps);
-    let p = Project::new();
-    let out = run(p
-        .build(Some(&sim))
-        .env("IMAGE", format!("{key}:1"))
-        .env("PUSH_IMAGE", "true"));
-    ok(&out);
-    assert_eq!(
-        p.buildctl_records().pop().unwrap()["served_by"]["pod"],
-        want[1].as_str()
-    );
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!("pod {} could not take the connection", want[0])),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("failing over to pod {}", want[1])),
-        "{err}"
-    );
+    for (what, fault, reason) in cases {
+        let mut ps = pods(3);
+        fault(&mut ps.iter_mut().find(|p| p.name == want[0]).unwrap().faults);
+        let sim = start(ps);
+        let p = Project::new();
+        let out = run(p
+            .build(Some(&sim))
+            .env("IMAGE", format!("{key}:1"))
+            .env("PUSH_IMAGE", "true"));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{what}: {err}");
+        assert_eq!(
+            p.buildctl_records().pop().unwrap()["served_by"]["pod"],
+            want[1].as_str(),
+            "{what}"
+        );
+        assert!(
+            err.contains(&format!("pod {} could not take the connection", want[0])),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains(&format!("failing over to pod {}", want[1])),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            sim.stats(NS, &want[2]).connections,
+            0,
+            "{what}: third pod untouched"
+        );
+        p.assert_clean();
 
-    let out = run(p
-        .build(Some(&sim))
-        .args(["--max-failover", "0"])
-        .env("IMAGE", format!("{key}:1"))
-        .env("PUSH_IMAGE", "true"));
-    let err = fails_with(
-        &out,
-        1,
-        &[
+        let out = run(p
+            .build(Some(&sim))
+            .args(["--max-failover", "0"])
+            .env("IMAGE", format!("{key}:1"))
+            .env("PUSH_IMAGE", "true"));
+        let mut needles = vec![
             "no buildkitd pod could take buildctl's connection",
             &want[0],
-            "pods/exec is forbidden",
-            "--tunnel port-forward",
-        ],
-    );
-    assert!(
-        !err.contains(&format!("failing over to pod {}", want[1])),
-        "{err}"
-    );
-    assert!(p.buildctl_records().pop().unwrap()["served_by"].is_null());
-    p.assert_clean();
+        ];
+        needles.extend_from_slice(reason);
+        let err = fails_with(&out, 1, &needles);
+        assert!(
+            !err.contains(&format!("failing over to pod {}", want[1])),
+            "{what}: {err}"
+        );
+        assert!(
+            p.buildctl_records().pop().unwrap()["served_by"].is_null(),
+            "{what}"
+        );
+        p.assert_clean();
+    }
 }
 
 #[test]
