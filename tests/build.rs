@@ -551,3 +551,23 @@ fn sixteen_concurrent_builds_across_four_pods_are_byte_exact() {
     assert!(per_pod.len() >= 2, "spread across pods: {per_pod:?}");
     p.assert_clean();
 }
+
+/// The cleanup check itself: a process that only inherited our TMPDIR (as `docker
+/// load` does) is reported while it lives, and not after it is gone.
+#[test]
+fn leftovers_sees_a_child_that_only_carries_our_tmpdir() {
+    let p = Project::new();
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .env("TMPDIR", p.tmp())
+        .spawn()
+        .unwrap();
+    let left = leftovers(&p.tmp());
+    assert!(
+        left.iter().any(|l| l.contains(&format!("process {}", child.id()))),
+        "{left:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    p.assert_clean();
+}

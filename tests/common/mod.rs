@@ -212,7 +212,9 @@ pub fn edited_kubeconfig(
 }
 
 /// What a run left behind under `tmp` (the TMPDIR it was given): files or directories
-/// there, and live processes whose command line mentions `tmp` (children that outlived us).
+/// there, and live processes that outlived it: any whose command line mentions `tmp`, or
+/// whose environment has `TMPDIR=tmp` (the plugin and every child it starts, buildctl
+/// and `docker load` included, inherit it).
 pub fn leftovers(tmp: &Path) -> Vec<String> {
     let mut left: Vec<String> = std::fs::read_dir(tmp)
         .map(|d| {
@@ -235,8 +237,13 @@ pub fn leftovers(tmp: &Path) -> Vec<String> {
                 continue;
             };
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            // Zombies have an empty cmdline; a live child still names its socket.
-            if cmdline.contains(&needle) {
+            let tmpdir = format!("TMPDIR={needle}");
+            let inherited = std::fs::read(p.path().join("environ"))
+                .map(|env| env.split(|b| *b == 0).any(|v| v == tmpdir.as_bytes()))
+                .unwrap_or(false);
+            // Zombies have an empty cmdline and environment; a live child still names
+            // its socket or carries our TMPDIR.
+            if cmdline.contains(&needle) || inherited {
                 left.push(format!("process {pid}: {cmdline}"));
             }
         }
