@@ -282,3 +282,42 @@ fn the_manifest_check_catches_a_misplaced_field() {
     let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("readinesProbe"), "{msg}");
 }
+
+/// example/docker_buildkit: the secret its buildCommand passes is the one the Dockerfile
+/// mounts (`RUN --mount=type=secret,id=...`), its file exists, and `.dockerignore` keeps
+/// that file out of the build context.
+#[test]
+fn the_docker_example_mounts_its_secret_and_keeps_it_out_of_the_context() {
+    let dir = examples_dir().join("docker_buildkit");
+    let art = artifacts(&dir.join("skaffold.yaml")).remove(0);
+    let spec = art
+        .build_command
+        .split_whitespace()
+        .skip_while(|w| *w != "--secret")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --secret in {}", art.build_command));
+    let field = |k: &str| {
+        spec.split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k}= in {spec}"))
+            .to_string()
+    };
+    let (id, src) = (field("id"), field("src"));
+    let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("RUN ") && l.contains(&format!("--mount=type=secret,id={id}"))),
+        "the Dockerfile does not mount secret {id}:\n{dockerfile}"
+    );
+    assert!(dir.join(&src).is_file(), "{src} missing");
+    let ignore = std::fs::read_to_string(dir.join(".dockerignore")).unwrap();
+    let top = src.split('/').next().unwrap();
+    assert!(
+        ignore
+            .lines()
+            .map(str::trim)
+            .any(|l| l == src || l.trim_end_matches('/') == top),
+        ".dockerignore does not exclude {src}:\n{ignore}"
+    );
+}
