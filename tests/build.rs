@@ -564,7 +564,8 @@ fn leftovers_sees_a_child_that_only_carries_our_tmpdir() {
         .unwrap();
     let left = leftovers(&p.tmp());
     assert!(
-        left.iter().any(|l| l.contains(&format!("process {}", child.id()))),
+        left.iter()
+            .any(|l| l.contains(&format!("process {}", child.id()))),
         "{left:?}"
     );
     child.kill().unwrap();

@@ -90,6 +90,43 @@ where
     result
 }
 
+/// Serve one connection as a pod whose buildkitd never speaks: no greeting, no answer;
+/// it reads (and counts) what the client sends and cuts the connection once it has
+/// received `cut_after` bytes (at once when 0), or closes when the client ends first.
+/// The "mute, then dropped" fault: a pod that fails before its first byte although the
+/// client already sent something.
+pub async fn serve_mute<S>(
+    stream: S,
+    counters: Arc<Counters>,
+    cut_after: u64,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    counters.connections.fetch_add(1, Ordering::SeqCst);
+    counters.active.fetch_add(1, Ordering::SeqCst);
+    let mut stream = stream;
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = cut_after;
+    let result = loop {
+        if left == 0 {
+            break Err(cut());
+        }
+        let want = buf.len().min(left as usize);
+        match stream.read(&mut buf[..want]).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                left -= n as u64;
+                counters.bytes_in.fetch_add(n as u64, Ordering::SeqCst);
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    drop(stream);
+    counters.active.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
 struct Budget {
     left: Option<u64>,
 }
@@ -401,6 +438,37 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("echo ended"), "{err}");
         assert!(server.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn mute_pod_reads_n_bytes_says_nothing_and_cuts() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let counters = Arc::new(Counters::default());
+        let c2 = counters.clone();
+        let server = tokio::spawn(async move { serve_mute(b, c2, 10).await });
+        let mut a = a;
+        a.write_all(b"ECHO 5\nhello and more").await.unwrap();
+        let mut got = Vec::new();
+        // Nothing comes back: the connection just ends.
+        a.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "{got:?}");
+        let e = server.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionAborted);
+        let s = counters.snapshot();
+        assert_eq!(
+            (s.connections, s.active, s.bytes_in, s.bytes_out),
+            (1, 0, 10, 0)
+        );
+
+        // The client ending first is a clean close, with what it sent counted.
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let counters = Arc::new(Counters::default());
+        let server = tokio::spawn(serve_mute(b, counters.clone(), 100));
+        let mut a = a;
+        a.write_all(b"QUIT\n").await.unwrap();
+        a.shutdown().await.unwrap();
+        server.await.unwrap().unwrap();
+        assert_eq!(counters.snapshot().bytes_in, 5);
     }
 
     #[tokio::test]

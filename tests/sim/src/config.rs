@@ -107,6 +107,10 @@ pub struct PodFaults {
     pub vanished: bool,
     /// The pod's buildkitd cuts each connection after this many bytes.
     pub drop_after_bytes: Option<u64>,
+    /// The pod's buildkitd never speaks (no greeting) and cuts each connection once it
+    /// has received this many bytes: a pod that fails before its first byte after
+    /// the client already sent something (what a tunnel must replay elsewhere).
+    pub mute_drop_after_bytes: Option<u64>,
 }
 
 /// Faults of the API server as a whole.
@@ -119,6 +123,14 @@ pub struct ServerFaults {
     pub list_error: Option<u16>,
     /// Pod lists answer 200 with malformed JSON.
     pub list_garbage: bool,
+    /// Exec into every pod answers 403 (the same Status as the per-pod fault).
+    pub exec_forbidden: bool,
+    /// Port-forward to every pod answers 403 (the same Status as the per-pod fault).
+    pub portforward_forbidden: bool,
+    /// The exec subprotocols the server accepts, e.g. `[v4.channel.k8s.io]` for an
+    /// older apiserver that only knows v4. Empty: both v5.channel.k8s.io (preferred)
+    /// and v4.channel.k8s.io. Names the sim does not speak are ignored.
+    pub exec_protocols: Vec<String>,
 }
 
 /// A user, known by its bearer token.
@@ -213,6 +225,21 @@ mod tests {
         assert!(a.ready);
         assert_eq!(a.containers, vec!["buildkitd"]);
         assert!(!cfg.pods[1].ready);
+        assert_eq!(cfg.faults, ServerFaults::default());
+        assert!(cfg.faults.exec_protocols.is_empty());
+        assert_eq!(a.faults.mute_drop_after_bytes, None);
+    }
+
+    #[test]
+    fn yaml_faults() {
+        let cfg: SimConfig = serde_yaml::from_str(
+            "faults:\n  exec_protocols: [v4.channel.k8s.io]\n  exec_forbidden: true\n  portforward_forbidden: true\npods:\n  - name: a\n    faults: {mute_drop_after_bytes: 12}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.faults.exec_protocols, vec!["v4.channel.k8s.io"]);
+        assert!(cfg.faults.exec_forbidden && cfg.faults.portforward_forbidden);
+        assert_eq!(cfg.pods[0].faults.mute_drop_after_bytes, Some(12));
+        assert!(serde_yaml::from_str::<SimConfig>("faults: {exec_protocol: []}\n").is_err());
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub fn handle(mut req: Request<Incoming>, ctx: &Ctx, ns: &str, name: &str) -> Re
     if let Some(r) = auth::refusal(&ctx.user, &a) {
         return r;
     }
+    let faults = ctx.state.faults();
+    // Server-wide, like RBAC: refused before the pod is looked up.
+    if faults.exec_forbidden {
+        return auth::forbidden(&ctx.user.name, &a);
+    }
     let Some(pod) = ctx.state.pod(ns, name).filter(|p| !p.cfg.faults.vanished) else {
         return not_found("pods", name);
     };
@@ -91,13 +96,14 @@ pub fn handle(mut req: Request<Incoming>, ctx: &Ctx, ns: &str, name: &str) -> Re
         return bad_request("Upgrade request required");
     }
     let offered = ws::offered_protocols(&req);
-    let protocol = if offered.iter().any(|p| p == V5) {
-        V5
-    } else if offered.iter().any(|p| p == V4) {
-        V4
-    } else {
+    let served = served_protocols(&faults.exec_protocols);
+    let Some(protocol) = served
+        .iter()
+        .copied()
+        .find(|s| offered.iter().any(|p| p == s))
+    else {
         return bad_request(&format!(
-            "unable to upgrade connection: none of the offered subprotocols {offered:?} is supported; use {V5} or {V4}"
+            "unable to upgrade connection: none of the offered subprotocols {offered:?} is supported; the server supports {served:?}"
         ));
     };
     let resp = ws::switching_protocols(&req, protocol);
@@ -120,6 +126,15 @@ pub fn handle(mut req: Request<Incoming>, ctx: &Ctx, ns: &str, name: &str) -> Re
         }
     });
     resp
+}
+
+/// The exec subprotocols served, preferred first: v5 then v4, limited to `only` (the
+/// `exec_protocols` fault) when that is not empty.
+fn served_protocols(only: &[String]) -> Vec<&'static str> {
+    [V5, V4]
+        .into_iter()
+        .filter(|p| only.is_empty() || only.iter().any(|o| o.trim() == *p))
+        .collect()
 }
 
 /// Why the `container` parameter does not fit the pod, if it does not.

@@ -42,6 +42,10 @@ pub fn handle(mut req: Request<Incoming>, ctx: &Ctx, ns: &str, name: &str) -> Re
     if let Some(r) = auth::refusal(&ctx.user, &a) {
         return r;
     }
+    // Server-wide, like RBAC: refused before the pod is looked up.
+    if ctx.state.faults().portforward_forbidden {
+        return auth::forbidden(&ctx.user.name, &a);
+    }
     let Some(pod) = ctx.state.pod(ns, name).filter(|p| !p.cfg.faults.vanished) else {
         return not_found("pods", name);
     };

@@ -290,10 +290,17 @@ impl State {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let drop_after = self
+        let faults = self
             .pod(namespace, name)
-            .and_then(|p| p.cfg.faults.drop_after_bytes);
+            .map(|p| p.cfg.faults)
+            .unwrap_or_default();
         let counters = self.counters(namespace, name);
+        if let Some(n) = faults.mute_drop_after_bytes {
+            return self
+                .handle
+                .spawn(async move { buildkitd::serve_mute(stream, counters, n).await });
+        }
+        let drop_after = faults.drop_after_bytes;
         let who = Identity {
             pod: name.to_string(),
             namespace: namespace.to_string(),

@@ -359,3 +359,96 @@ async fn drop_after_bytes_cuts_exec_and_portforward_streams() {
     assert_eq!(status.status.as_deref(), Some("Failure"), "{status:?}");
     assert!(sim.stats(NS, "buildkitd-0").connections >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_version_is_1_32() {
+    let sim = Sim::start(cluster()).unwrap();
+    let kc = Kubeconfig::read_from(sim.kubeconfig()).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(cfg).unwrap();
+    let info = client.apiserver_version().await.unwrap();
+    assert_eq!((info.major.as_str(), info.minor.as_str()), ("1", "32"));
+    assert_eq!(info.git_version, "v1.32.0");
+    assert!(sim
+        .requests()
+        .iter()
+        .any(|r| r.path == "/version" && r.status == 200 && r.user.as_deref() == Some("admin")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_wide_forbidden_faults_and_a_v4_only_server() {
+    let sim = Sim::start(cluster()).unwrap();
+    let api = pods(&sim, "admin").await;
+    sim.set_faults(ServerFaults {
+        exec_forbidden: true,
+        portforward_forbidden: true,
+        ..ServerFaults::default()
+    });
+    for pod in ["buildkitd-0", "buildkitd-1"] {
+        let e = api
+            .exec(pod, ["true"], &AttachParams::default())
+            .await
+            .err()
+            .expect("exec refused");
+        assert_eq!(api_code(&e), 403);
+        assert!(
+            e.to_string().contains(&format!(
+                "pods \"{pod}\" is forbidden: User \"admin\" cannot create resource \"pods/exec\""
+            )),
+            "{e}"
+        );
+        let e = api
+            .portforward(pod, &[1234])
+            .await
+            .err()
+            .expect("port-forward refused");
+        assert_eq!(api_code(&e), 403);
+        assert!(
+            e.to_string()
+                .contains("cannot create resource \"pods/portforward\""),
+            "{e}"
+        );
+    }
+
+    // An apiserver that only knows exec v4: kube-rs (offering v5, v4) still works, with
+    // stdin, stdout and the exit status; it cannot close stdin, so QUIT ends the session.
+    sim.set_faults(ServerFaults {
+        exec_protocols: vec!["v4.channel.k8s.io".into()],
+        ..ServerFaults::default()
+    });
+    let mut proc = api
+        .exec("buildkitd-1", ["buildctl", "dial-stdio"], &tunnel_params())
+        .await
+        .unwrap();
+    let mut stdout = proc.stdout().unwrap();
+    let stdin = proc.stdin().unwrap();
+    let status = proc.take_status().unwrap();
+    let moved = timeout(Duration::from_secs(60), async {
+        let id = client::hello(&mut stdout).await?;
+        assert_eq!(id.pod, "buildkitd-1");
+        client::echo(tokio::io::join(stdout, stdin), 8 * MIB).await
+    })
+    .await
+    .expect("timed out");
+    assert_eq!(moved.unwrap(), 8 * MIB);
+    let status = timeout(Duration::from_secs(10), status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.status.as_deref(), Some("Success"), "{status:?}");
+    let ap = AttachParams::default()
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    let mut proc = api
+        .exec("buildkitd-0", ["sh", "-c", "exit 4"], &ap)
+        .await
+        .unwrap();
+    let status = timeout(Duration::from_secs(10), proc.take_status().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit_code(&status), Some("4"), "{status:?}");
+}

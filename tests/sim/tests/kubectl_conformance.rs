@@ -335,3 +335,21 @@ async fn rbac_and_authentication_errors() {
         && r.user.as_deref() == Some("noexec")
         && r.path.ends_with("/exec")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_reports_server_minor_32() {
+    let sim = Sim::start(cluster()).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = run(&sim, home.path(), &["version", "-o", "json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(v["serverVersion"]["major"], "1", "{v}");
+    assert_eq!(v["serverVersion"]["minor"], "32", "{v}");
+    assert_eq!(v["serverVersion"]["gitVersion"], "v1.32.0", "{v}");
+    assert!(v["clientVersion"]["minor"].is_string(), "{v}");
+    assert!(sim
+        .requests()
+        .iter()
+        .any(|r| r.path == "/version" && r.status == 200));
+}

@@ -81,3 +81,100 @@ pub async fn run(sim: &Sim, home: &Path, args: &[&str]) -> Output {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// A raw WebSocket to the sim's API server (TLS checked against the kubeconfig's CA).
+pub type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// The PEM the kubeconfig names as certificate-authority-data.
+fn sim_ca(sim: &Sim) -> Vec<u8> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(sim.kubeconfig()).expect("kubeconfig");
+    let kc: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig yaml");
+    let ca = kc["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .expect("certificate-authority-data");
+    base64::engine::general_purpose::STANDARD
+        .decode(ca)
+        .expect("base64 CA")
+}
+
+/// Open a WebSocket to `path_and_query` as `user`, offering `protocols` (in order), the
+/// way kube-rs and kubectl do: bearer token, TLS, HTTP/1.1 upgrade. Ok: the stream and
+/// the subprotocol the server chose. Err: the refusal's HTTP status and body.
+pub async fn ws_connect(
+    sim: &Sim,
+    user: &str,
+    path_and_query: &str,
+    protocols: &[&str],
+) -> Result<(RawWs, Option<String>), (u16, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&sim_ca(sim)) {
+        roots.add(cert.expect("CA PEM")).expect("CA certificate");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let hostport = sim.url().trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&hostport)
+        .await
+        .expect("connect to the API server");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the API server");
+    let mut req = format!("wss://{hostport}{path_and_query}")
+        .into_client_request()
+        .expect("request");
+    let token = sim.token(user).expect("known user");
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    if !protocols.is_empty() {
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            protocols.join(", ").parse().expect("header"),
+        );
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::client_async(req, tls),
+    )
+    .await
+    .expect("upgrade answered in time")
+    {
+        Ok((ws, resp)) => {
+            let chosen = resp
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            Ok((ws, chosen))
+        }
+        Err(Error::Http(resp)) => Err((
+            resp.status().as_u16(),
+            text(resp.body().as_deref().unwrap_or_default()),
+        )),
+        Err(e) => panic!("WebSocket upgrade failed: {e}"),
+    }
+}
+
+/// The next message the server sent, whatever it is (bounded).
+pub async fn ws_next(ws: &mut RawWs) -> tokio_tungstenite::tungstenite::Message {
+    use futures::StreamExt;
+    tokio::time::timeout(Duration::from_secs(20), ws.next())
+        .await
+        .expect("a message in time")
+        .expect("the stream is open")
+        .expect("a well-formed message")
+}
