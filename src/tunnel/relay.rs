@@ -34,14 +34,18 @@ where
     let mut replay_len = 0usize;
     let mut replayable = true;
     let mut local_eof = false;
-    let mut failures: Vec<String> = Vec::new();
+    // Why each pod tried could not take the connection: (pod, reason).
+    let mut failures: Vec<(String, String)> = Vec::new();
 
     let mut previous: Option<String> = None;
     while let Some(pod) = shared.next_candidate(previous.as_deref()) {
         if let Some(prev) = &previous {
             crate::log::warn(format!(
                 "pod {prev} could not take the connection ({}); failing over to pod {pod}",
-                failures.last().map(String::as_str).unwrap_or("failed")
+                failures
+                    .last()
+                    .map(|(_, why)| why.as_str())
+                    .unwrap_or("failed")
             ));
         }
         previous = Some(pod.clone());
@@ -56,7 +60,7 @@ where
             Ok(pair) => pair,
             Err(e) => {
                 shared.mark_bad(&pod);
-                failures.push(e.message);
+                failures.push((pod.clone(), e.message));
                 continue;
             }
         };
@@ -76,12 +80,12 @@ where
             Err(why) => {
                 tx.close().await;
                 shared.mark_bad(&pod);
-                failures.push(why);
+                failures.push((pod.clone(), why));
                 if !replayable {
-                    failures.push(format!(
+                    failures.push((pod.clone(), format!(
                         "buildctl sent more than {} MiB before pod {pod} answered, so the connection cannot move to another pod",
                         REPLAY_LIMIT >> 20
-                    ));
+                    )));
                     break;
                 }
                 continue;
@@ -97,10 +101,19 @@ where
     // Earlier pods' reasons were in the failover warnings; say the last one in full.
     let why = match (failures.len(), failures.last()) {
         (_, None) => "no pod left to try".to_string(),
-        (1, Some(only)) => only.clone(),
-        (n, Some(last)) => format!("tried {n} pods, the last said: {last}"),
+        (1, Some((pod, only))) => with_pod(pod, only),
+        (n, Some((pod, last))) => format!("tried {n} pods, the last said: {}", with_pod(pod, last)),
     };
     Outcome::Unreachable(why)
+}
+
+/// A reason with the pod's name in front, unless it names the pod already.
+fn with_pod(pod: &str, why: &str) -> String {
+    if why.contains(pod) {
+        why.to_string()
+    } else {
+        format!("pod {pod}: {why}")
+    }
 }
 
 /// Replay what buildctl sent so far, then forward until the pod sends data.
@@ -200,6 +213,9 @@ where
     // Bytes sent up so far, readable even when the pod ends first and the upward
     // task is dropped mid-way.
     let sent_up = std::sync::atomic::AtomicU64::new(0);
+    // Set when we close a stream that has no half-close: the pod then cannot send its
+    // exit status, and the stream ending without one is our doing, not news.
+    let we_closed = std::sync::atomic::AtomicBool::new(false);
     let up_task = async {
         let mut up = 0u64;
         if !local_eof {
@@ -218,6 +234,7 @@ where
         } else {
             // No half-close on this transport: buildctl is done with the connection,
             // so the whole stream goes.
+            we_closed.store(true, std::sync::atomic::Ordering::Relaxed);
             tx.close().await;
             (up, false)
         }
@@ -237,7 +254,11 @@ where
                 }
                 Event::End => break,
                 Event::Failed(why) => {
-                    crate::log::warn(format!("{why}; the connection to buildctl is closed"));
+                    if we_closed.load(std::sync::atomic::Ordering::Relaxed) {
+                        crate::log::debug(2, format!("after our close: {why}"));
+                    } else {
+                        crate::log::warn(format!("{why}; the connection to buildctl is closed"));
+                    }
                     break;
                 }
             }
