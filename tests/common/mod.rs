@@ -140,6 +140,9 @@ pub fn clean_env(cmd: &mut Command, home: &Home) {
         cmd.env_remove(var);
     }
     cmd.env("HOME", home.path());
+    // The stand-in buildctl's connect-and-greet limit (real buildctl: --timeout 5): these
+    // tests are about behaviour, and on a loaded CI machine a failover can take longer.
+    cmd.env("SIM_BUILDCTL_DEFAULT_TIMEOUT", "60");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![standin_dir()];
     paths.extend(std::env::split_paths(&path));

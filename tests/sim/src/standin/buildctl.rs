@@ -11,6 +11,9 @@
 //! - `SIM_BUILDCTL_SLEEP_MS=N`: `build` sleeps that long after the greeting.
 //! - `SIM_BUILDCTL_SIGNAL_FILE=FILE`: on SIGINT/SIGTERM append `SIGINT`/`SIGTERM` and
 //!   a newline to FILE, record, and exit 130/143.
+//! - `SIM_BUILDCTL_DEFAULT_TIMEOUT=SECONDS`: what `--timeout` is when not given (real
+//!   buildctl: 5). The integration tests set it high: on a loaded CI machine a
+//!   failover's two exec dials can pass 5 s, and they test behaviour, not latency.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -774,7 +777,7 @@ fn resolve_client(p: &Parsed, addr: &str) -> Result<ClientOpts, String> {
             .map_err(|e| format!("failed to read tls file: {}", go_path_err("open", file, &e)))?;
     }
     let address = parse_address(addr)?;
-    let secs = p.int("timeout").unwrap_or(5);
+    let secs = p.int("timeout").unwrap_or_else(default_timeout);
     Ok(ClientOpts {
         addr: addr.to_string(),
         address,
@@ -782,6 +785,14 @@ fn resolve_client(p: &Parsed, addr: &str) -> Result<ClientOpts, String> {
         wait: p.bool("wait"),
         debug: p.bool("debug"),
     })
+}
+
+/// buildctl's `--timeout` when none is given: 5, unless SIM_BUILDCTL_DEFAULT_TIMEOUT says.
+fn default_timeout() -> i64 {
+    std::env::var("SIM_BUILDCTL_DEFAULT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
 }
 
 // --------------------------------------------------------------- progress ---
