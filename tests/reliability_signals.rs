@@ -74,6 +74,18 @@ fn socket_dirs(sb: &Sandbox) -> usize {
 }
 
 fn interrupt(what: &str, args: Vec<String>, sig: i32, name: &str, code: i32) {
+    interrupt_with(what, args, sig, name, code, &["buildctl"]);
+}
+
+/// Signal the plugin mid-build, with `running` (process names) among its children.
+fn interrupt_with(
+    what: &str,
+    args: Vec<String>,
+    sig: i32,
+    name: &str,
+    code: i32,
+    running: &[&str],
+) {
     let sim = start(pods(2));
     let sb = Sandbox::new();
     let (mut child, err) = start_mid_build(&sb, &sim, &args);
@@ -83,10 +95,12 @@ fn interrupt(what: &str, args: Vec<String>, sig: i32, name: &str, code: i32) {
         .into_iter()
         .filter(|(pid, _)| *pid != child.id())
         .collect();
-    assert!(
-        children.iter().any(|(_, comm)| comm == "buildctl"),
-        "{what}: buildctl runs: {children:?}"
-    );
+    for want in running {
+        assert!(
+            children.iter().any(|(_, comm)| comm == want),
+            "{what}: {want} runs: {children:?}"
+        );
+    }
     let t = Instant::now();
     unsafe { libc::kill(child.id() as i32, sig) };
     let status = wait_deadline(&mut child, BOUND).expect("exits after the signal");
@@ -117,6 +131,26 @@ fn sigterm_during_build() {
         libc::SIGTERM,
         "SIGTERM",
         143,
+    );
+}
+
+/// Without push the build has two children, buildctl and `docker load` reading its
+/// tarball: after SIGTERM neither survives.
+#[test]
+fn sigterm_during_a_build_that_loads_into_docker() {
+    let sb = Sandbox::new();
+    let ctx = sb.context().display().to_string();
+    let args = ["build", "-t", "reg.example/app:1", "--no-push", &ctx]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    interrupt_with(
+        "build --no-push SIGTERM",
+        args,
+        libc::SIGTERM,
+        "SIGTERM",
+        143,
+        &["buildctl", "docker"],
     );
 }
 

@@ -438,3 +438,35 @@ fn failover_replays_what_buildctl_sent_before_the_first_pod_answered() {
         assert!(!err.contains("failing over"), "{tunnel}: {err}");
     }
 }
+
+/// `--listen unix:///PATH`: the tunnel listens exactly there (socket 0600), serves, and
+/// removes the socket (and only the socket) when it stops; a path that exists already
+/// is refused without touching it.
+#[test]
+fn listen_on_a_unix_path_of_the_users_choice() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let sim = start(pods(2));
+    let home = Home::new();
+    let want = ring_order(&home, &["buildkitd-0", "buildkitd-1"], "k", "classic");
+    let dir = home.path().join("sockets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("bk.sock");
+    let listen = format!("unix://{}", sock.display());
+    let t = start_tunnel(&sim, &home, &["--hash-key", "k", "--listen", &listen]);
+    assert_eq!(t.address, listen);
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket(), "{meta:?}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(served_by(&t.address, 1 << 20), want[0]);
+    let (code, err) = stop(t, libc::SIGINT);
+    assert_eq!(code, Some(130), "{err}");
+    assert!(!sock.exists(), "socket removed");
+    assert!(dir.is_dir(), "the user's directory stays");
+
+    // Something already there: refused, and left as it was.
+    std::fs::write(&sock, "mine").unwrap();
+    let out =
+        run(plugin(Some(&sim), &home).args(["tunnel", "--hash-key", "k", "--listen", &listen]));
+    fails_with(&out, 1, &["something already exists there", "another path"]);
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "mine");
+}
