@@ -7,15 +7,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn users_cluster() -> Sim {
-    start_with(SimConfig {
-        pods: pods(3),
-        context_namespace: Some(NS.into()),
-        users: vec![
-            UserConfig::admin(),
-            UserConfig::new("nolist", vec![Rule::new(&["get"], &["pods"])]),
-        ],
-        ..SimConfig::default()
-    })
+    start_with_nolist_user(3)
 }
 
 #[test]

@@ -45,15 +45,7 @@ fn kubeconfig_with_broken_entries(sim: &Sim, home: &Home, port: u16) -> PathBuf 
 
 #[test]
 fn cluster_and_user_flags_override_the_contexts_entries() {
-    let sim = start_with(SimConfig {
-        pods: pods(3),
-        context_namespace: Some(NS.into()),
-        users: vec![
-            UserConfig::admin(),
-            UserConfig::new("nolist", vec![Rule::new(&["get"], &["pods"])]),
-        ],
-        ..SimConfig::default()
-    });
+    let sim = start_with_nolist_user(3);
     let home = Home::new();
     let port = free_port();
     let kc = kubeconfig_with_broken_entries(&sim, &home, port);

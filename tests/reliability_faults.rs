@@ -108,15 +108,7 @@ fn rejected_credentials_401() {
 
 #[test]
 fn forbidden_list_403() {
-    let sim = start_with(SimConfig {
-        pods: pods(2),
-        context_namespace: Some(NS.into()),
-        users: vec![
-            UserConfig::admin(),
-            UserConfig::new("nolist", vec![Rule::new(&["get"], &["pods"])]),
-        ],
-        ..SimConfig::default()
-    });
+    let sim = start_with_nolist_user(2);
     let sb = Sandbox::new();
     both_fail(
         &sb,

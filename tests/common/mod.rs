@@ -95,6 +95,20 @@ pub fn start(pods: Vec<PodConfig>) -> Sim {
     })
 }
 
+/// `n` ready pods in `buildkit`, and two users: `admin` (everything) and `nolist`, who
+/// may get pods but not list them (the 403 cases).
+pub fn start_with_nolist_user(n: usize) -> Sim {
+    start_with(SimConfig {
+        pods: pods(n),
+        context_namespace: Some(NS.into()),
+        users: vec![
+            UserConfig::admin(),
+            UserConfig::new("nolist", vec![Rule::new(&["get"], &["pods"])]),
+        ],
+        ..SimConfig::default()
+    })
+}
+
 pub fn start_with(cfg: SimConfig) -> Sim {
     Sim::start(cfg).expect("simulated cluster starts")
 }

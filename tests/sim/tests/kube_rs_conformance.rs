@@ -120,12 +120,11 @@ async fn list_with_label_selectors() {
     assert!(t.elapsed() >= Duration::from_millis(300));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_dial_stdio_moves_64_mib_both_ways() {
-    let sim = Sim::start(cluster()).unwrap();
-    let api = pods(&sim, "admin").await;
+/// exec `buildctl dial-stdio` in `pod` through kube-rs: its greeting names the pod,
+/// `len` bytes echo back byte-exact, and the exit status is Success.
+async fn dial_stdio_echo(api: &Api<Pod>, pod: &str, len: u64) {
     let mut proc = api
-        .exec("buildkitd-2", ["buildctl", "dial-stdio"], &tunnel_params())
+        .exec(pod, ["buildctl", "dial-stdio"], &tunnel_params())
         .await
         .unwrap();
     let mut stdout = proc.stdout().unwrap();
@@ -133,12 +132,12 @@ async fn exec_dial_stdio_moves_64_mib_both_ways() {
     let status = proc.take_status().unwrap();
     let moved = timeout(Duration::from_secs(60), async {
         let id = client::hello(&mut stdout).await?;
-        assert_eq!(id.pod, "buildkitd-2");
-        client::echo(tokio::io::join(stdout, stdin), 64 * MIB).await
+        assert_eq!(id.pod, pod);
+        client::echo(tokio::io::join(stdout, stdin), len).await
     })
     .await
     .expect("timed out");
-    assert_eq!(moved.unwrap(), 64 * MIB);
+    assert_eq!(moved.unwrap(), len);
     let status = timeout(Duration::from_secs(10), status)
         .await
         .unwrap()
@@ -148,6 +147,13 @@ async fn exec_dial_stdio_moves_64_mib_both_ways() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_dial_stdio_moves_64_mib_both_ways() {
+    let sim = Sim::start(cluster()).unwrap();
+    let api = pods(&sim, "admin").await;
+    dial_stdio_echo(&api, "buildkitd-2", 64 * MIB).await;
     let s = sim.stats(NS, "buildkitd-2");
     assert!(
         s.bytes_in >= 64 * MIB && s.bytes_out >= 64 * MIB && s.active == 0,
@@ -418,26 +424,7 @@ async fn server_wide_forbidden_faults_and_a_v4_only_server() {
         exec_protocols: vec!["v4.channel.k8s.io".into()],
         ..ServerFaults::default()
     });
-    let mut proc = api
-        .exec("buildkitd-1", ["buildctl", "dial-stdio"], &tunnel_params())
-        .await
-        .unwrap();
-    let mut stdout = proc.stdout().unwrap();
-    let stdin = proc.stdin().unwrap();
-    let status = proc.take_status().unwrap();
-    let moved = timeout(Duration::from_secs(60), async {
-        let id = client::hello(&mut stdout).await?;
-        assert_eq!(id.pod, "buildkitd-1");
-        client::echo(tokio::io::join(stdout, stdin), 8 * MIB).await
-    })
-    .await
-    .expect("timed out");
-    assert_eq!(moved.unwrap(), 8 * MIB);
-    let status = timeout(Duration::from_secs(10), status)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.status.as_deref(), Some("Success"), "{status:?}");
+    dial_stdio_echo(&api, "buildkitd-1", 8 * MIB).await;
     let ap = AttachParams::default()
         .stdin(false)
         .stdout(true)
