@@ -117,7 +117,9 @@ pub struct SelectionFlags {
     /// Use this pod; no hashing
     #[arg(long, value_name = "NAME")]
     pub pod: Option<String>,
-    /// Container of the pod to exec into (needed when the pod has several containers)
+    /// Container of the pod to exec into (default: the one the pod's
+    /// kubectl.kubernetes.io/default-container annotation names, as kubectl exec; needed
+    /// for a pod with several containers and no such annotation)
     #[arg(short = 'c', long, value_name = "NAME")]
     pub container: Option<String>,
     /// Also use Running pods that are not Ready (never terminating ones)

@@ -32,6 +32,10 @@ pub struct PodView {
     pub created: Option<Timestamp>,
     #[serde(skip)]
     pub containers: Vec<String>,
+    /// The container its `kubectl.kubernetes.io/default-container` annotation names
+    /// (only when the pod has that container).
+    #[serde(skip)]
+    pub default_container: Option<String>,
 }
 
 /// Judge one pod: Running, Ready and not terminating; `--include-unready` lets Running
@@ -60,6 +64,14 @@ pub fn view(pod: &Pod, include_unready: bool) -> PodView {
         containers.len(),
     );
     let restarts = statuses.iter().map(|c| c.restart_count).sum();
+    // kubectl exec's default: the container the pod's annotation names, if it has it.
+    let default_container = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+        .filter(|c| containers.contains(c))
+        .cloned();
     let reason = if terminating {
         Some("Terminating".to_string())
     } else if phase != "Running" {
@@ -81,8 +93,13 @@ pub fn view(pod: &Pod, include_unready: bool) -> PodView {
         restarts,
         created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
         containers,
+        default_container,
     }
 }
+
+/// The annotation kubectl reads for the container `exec` uses when none is named
+/// (sidecar injectors such as Istio's set it to the main container).
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
 /// An image reference without its tag or digest: skaffold tags every build anew, and
 /// the cache belongs to the repository, not the tag.

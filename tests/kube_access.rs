@@ -369,3 +369,85 @@ fn container_flag_picks_the_container_of_a_pod_with_several() {
         &["invalid container name \"Bad_Name\""],
     );
 }
+
+/// Pods with a sidecar (as Istio injects it) whose `kubectl.kubernetes.io/default-container`
+/// annotation names buildkitd: as with `kubectl exec`, no --container is needed; an
+/// annotation naming a container the pod lacks is ignored; --container still wins.
+#[test]
+fn the_default_container_annotation_is_honoured_like_kubectl_exec() {
+    let annotated = |default: &str| -> Vec<PodConfig> {
+        pods(2)
+            .into_iter()
+            .map(|mut p| {
+                p.containers = vec!["istio-proxy".into(), "buildkitd".into()];
+                p.annotations.insert(
+                    "kubectl.kubernetes.io/default-container".into(),
+                    default.into(),
+                );
+                p
+            })
+            .collect()
+    };
+    let sb = Sandbox::new();
+    let want = ring_order(
+        &sb.home,
+        &["buildkitd-0", "buildkitd-1"],
+        "reg.example/app",
+        "classic",
+    );
+    let ctx = sb.context();
+    let rec = sb.home.path().join("buildctl.jsonl");
+    let build = |sim: &Sim, flags: &[&str]| {
+        let mut cmd = sb.plugin(Some(sim));
+        cmd.args(["build", "-t", "reg.example/app:1", "--push"])
+            .args(flags)
+            .arg(&ctx)
+            .env("SIM_BUILDCTL_RECORD", &rec);
+        cmd
+    };
+    let exec_queries = |sim: &Sim, from: usize| -> Vec<String> {
+        sim.requests()[from..]
+            .iter()
+            .filter(|r| r.path.ends_with("/exec"))
+            .map(|r| r.query.clone().unwrap_or_default())
+            .collect()
+    };
+
+    let sim = start(annotated("buildkitd"));
+    let (out, _) = sb.run_bounded(&mut build(&sim, &[]));
+    ok(&out);
+    sb.assert_clean("annotated build");
+    assert_eq!(
+        records(&rec).last().unwrap()["served_by"]["pod"],
+        want[0].as_str()
+    );
+    let queries = exec_queries(&sim, 0);
+    assert_eq!(queries.len(), 1, "{queries:?}");
+    assert!(queries[0].contains("container=buildkitd"), "{queries:?}");
+    // --container wins over the annotation (the simulated pod runs buildctl in any of
+    // its containers, so the request is what shows it).
+    let seen = sim.requests().len();
+    let _ = sb.run_bounded(&mut build(
+        &sim,
+        &["--container", "istio-proxy", "--max-failover", "0"],
+    ));
+    let queries = exec_queries(&sim, seen);
+    assert!(
+        !queries.is_empty() && queries.iter().all(|q| q.contains("container=istio-proxy")),
+        "{queries:?}"
+    );
+    sb.assert_clean("build --container istio-proxy");
+
+    // An annotation naming a container the pod does not have: ignored, so the API
+    // server asks which container, and we point to --container.
+    let sim = start(annotated("nope"));
+    sb.expect_failure(
+        "build, annotation names no container",
+        &mut build(&sim, &["--max-failover", "0"]),
+        1,
+        &["a container name must be specified", "--container NAME"],
+    );
+    assert!(exec_queries(&sim, 0)
+        .iter()
+        .all(|q| !q.contains("container=")));
+}

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use crate::cli::{KubeFlags, TunnelArgs, TunnelFlags, TunnelKind};
 use crate::cluster::Cluster;
 use crate::process::{self, Signals};
-use crate::selection::{self, Selection};
+use crate::selection::{self, Selection, DEFAULT_CONTAINER_ANNOTATION};
 use crate::tunnel::{self, Listen, Transport, Tunnel};
 
 /// Resolve the pods and start a tunnel: shared with `build`.
@@ -23,7 +23,29 @@ pub async fn open(
         crate::names::check_container(c)?;
     }
     let transport = match flags.kind {
-        TunnelKind::Exec => Transport::Exec { container },
+        TunnelKind::Exec => {
+            // Without --container, each pod's default-container annotation, as kubectl
+            // exec reads it (sidecar injectors set it on pods with several containers).
+            let defaults = match &container {
+                Some(_) => Default::default(),
+                None => sel
+                    .pods
+                    .iter()
+                    .filter(|p| p.containers.len() > 1)
+                    .filter_map(|p| Some((p.name.clone(), p.default_container.clone()?)))
+                    .collect(),
+            };
+            for (pod, c) in &defaults {
+                crate::log::debug(
+                    1,
+                    format!("pod {pod}: exec in container {c} (its {DEFAULT_CONTAINER_ANNOTATION} annotation)"),
+                );
+            }
+            Transport::Exec {
+                container,
+                defaults,
+            }
+        }
         TunnelKind::PortForward => {
             if flags.remote_port == 0 {
                 bail!("--remote-port 0 is not a port: give buildkitd's TCP port in the pod (default 1234)");

@@ -7,6 +7,8 @@
 //! an extra pipe; here each WebSocket message carries up to [`FRAME`] bytes and
 //! incoming payloads are handed on without a copy.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -28,8 +30,13 @@ const STDERR_KEEP: usize = 4096;
 /// How to reach buildkitd inside a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
-    /// exec `buildctl dial-stdio` in the pod (optionally in a named container).
-    Exec { container: Option<String> },
+    /// exec `buildctl dial-stdio` in the pod: in `container` when given (--container),
+    /// else in the container a pod's default-container annotation names (`defaults`,
+    /// pod -> container), else the server picks (a pod with one container).
+    Exec {
+        container: Option<String>,
+        defaults: BTreeMap<String, String>,
+    },
     /// port-forward to this port of the pod.
     PortForward { port: u16 },
 }
@@ -37,8 +44,12 @@ pub enum Transport {
 impl Transport {
     pub fn describe(&self) -> String {
         match self {
-            Transport::Exec { container: Some(c) } => format!("exec (container {c})"),
-            Transport::Exec { container: None } => "exec".to_string(),
+            Transport::Exec {
+                container: Some(c), ..
+            } => format!("exec (container {c})"),
+            Transport::Exec {
+                container: None, ..
+            } => "exec".to_string(),
             Transport::PortForward { port } => format!("port-forward to port {port}"),
         }
     }
@@ -65,12 +76,15 @@ pub async fn dial(
 ) -> Result<(RemoteTx, RemoteRx), DialError> {
     let base = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", cluster.namespace));
     let request = match transport {
-        Transport::Exec { container } => {
+        Transport::Exec {
+            container,
+            defaults,
+        } => {
             let mut ap = AttachParams::default()
                 .stdin(true)
                 .stdout(true)
                 .stderr(true);
-            if let Some(c) = container {
+            if let Some(c) = container.as_ref().or_else(|| defaults.get(pod)) {
                 ap = ap.container(c.clone());
             }
             base.exec(pod, ["buildctl", "dial-stdio"], &ap)

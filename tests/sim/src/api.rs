@@ -207,6 +207,7 @@ pub fn pod(p: &PodView) -> Pod {
             deletion_timestamp: c.terminating.then(|| time(SystemTime::now())),
             deletion_grace_period_seconds: c.terminating.then_some(30),
             labels: Some(c.labels.clone()),
+            annotations: (!c.annotations.is_empty()).then(|| c.annotations.clone()),
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {

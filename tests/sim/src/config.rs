@@ -38,6 +38,9 @@ pub struct PodConfig {
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// metadata.annotations (e.g. `kubectl.kubernetes.io/default-container`); the API
+    /// server gives them no meaning, as the real one does not.
+    pub annotations: BTreeMap<String, String>,
     /// Pending, Running, Succeeded, Failed, Unknown.
     pub phase: String,
     /// The Ready condition and every container's `ready`.
@@ -60,6 +63,7 @@ impl Default for PodConfig {
             name: String::new(),
             namespace: "default".into(),
             labels: BTreeMap::from([("app".to_string(), "buildkitd".to_string())]),
+            annotations: BTreeMap::new(),
             phase: "Running".into(),
             ready: true,
             terminating: false,
