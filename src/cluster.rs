@@ -192,20 +192,28 @@ impl Cluster {
     where
         F: std::future::Future<Output = Result<T, kube::Error>>,
     {
-        let result = match self.request_timeout {
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r,
-                Err(_) => bail!(
+        self.timed(what, fut)
+            .await?
+            .map_err(|e| self.explain(what, e))
+    }
+
+    /// `fut` within --request-timeout (the outer error), its own result inside.
+    async fn timed<T, F>(&self, what: &str, fut: F) -> Result<Result<T, kube::Error>>
+    where
+        F: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        match self.request_timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
+                anyhow!(
                     "{what}: the API server {} (context {}) did not answer within \
                      --request-timeout {}; check the cluster, or allow more time",
                     self.server,
                     self.context,
                     humantime(t)
-                ),
-            },
-            None => fut.await,
-        };
-        result.map_err(|e| self.explain(what, e))
+                )
+            }),
+            None => Ok(fut.await),
+        }
     }
 
     /// A kube error as a message a user can act on.
@@ -221,16 +229,14 @@ impl Cluster {
             "listing pods with selector {selector:?} in namespace {}",
             self.namespace
         );
-        let list = self.call(&what, api.list(&lp)).await.map_err(|e| {
+        let list = match self.timed(&what, api.list(&lp)).await? {
             // A 400 on a list is the server refusing the selector's syntax.
-            if format!("{e:#}").contains("(400)") {
-                anyhow!(
-                    "{e:#}; fix the label selector given with -l/--selector, e.g. -l app=buildkitd"
-                )
-            } else {
-                e
-            }
-        })?;
+            Err(kube::Error::Api(s)) if s.code == 400 => bail!(
+                "{:#}; fix the label selector given with -l/--selector, e.g. -l app=buildkitd",
+                self.explain(&what, kube::Error::Api(s))
+            ),
+            r => r.map_err(|e| self.explain(&what, e))?,
+        };
         let mut pods = list.items;
         pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(pods)
