@@ -107,12 +107,20 @@ where
     Outcome::Unreachable(why)
 }
 
-/// A reason with the pod's name in front, unless it names the pod already.
+/// A reason with the pod's name in front, unless it says "pod NAME" already.
 fn with_pod(pod: &str, why: &str) -> String {
-    if why.contains(pod) {
+    let needle = format!("pod {pod}");
+    let names_it = why.match_indices(&needle).any(|(at, _)| {
+        // A whole name: "pod buildkitd-1" is not in "pod buildkitd-10".
+        why[at + needle.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    });
+    if names_it {
         why.to_string()
     } else {
-        format!("pod {pod}: {why}")
+        format!("{needle}: {why}")
     }
 }
 
@@ -290,3 +298,24 @@ where
 
 /// How long we still read from a pod after closing a stream that has no half-close.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::with_pod;
+
+    #[test]
+    fn a_reason_names_its_pod_once() {
+        assert_eq!(
+            with_pod("bk-1", "the stream ended"),
+            "pod bk-1: the stream ended"
+        );
+        let named = "`buildctl dial-stdio` in pod bk-1 exited with code 1";
+        assert_eq!(with_pod("bk-1", named), named);
+        // Another pod's name, or a longer one, is not this pod's.
+        assert_eq!(
+            with_pod("bk-1", "exec in pod bk-10 failed"),
+            "pod bk-1: exec in pod bk-10 failed"
+        );
+        assert_eq!(with_pod("b", "buildctl failed"), "pod b: buildctl failed");
+    }
+}
