@@ -2,56 +2,10 @@
 //! stand-in buildctl and docker. Every test also checks that nothing is left behind.
 
 mod common;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
-
-/// A skaffold-like project: a context with a Dockerfile, its own TMPDIR, record files.
-struct Project {
-    home: Home,
-}
-
-impl Project {
-    fn new() -> Project {
-        let home = Home::new();
-        let p = Project { home };
-        std::fs::create_dir_all(p.ctx()).unwrap();
-        std::fs::create_dir_all(p.tmp()).unwrap();
-        std::fs::write(p.ctx().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
-        p
-    }
-    fn root(&self) -> &Path {
-        self.home.path()
-    }
-    fn ctx(&self) -> PathBuf {
-        self.root().join("app")
-    }
-    fn tmp(&self) -> PathBuf {
-        self.root().join("tmp")
-    }
-    fn buildctl_records(&self) -> Vec<serde_json::Value> {
-        records(&self.root().join("buildctl.jsonl"))
-    }
-    fn docker_records(&self) -> Vec<serde_json::Value> {
-        records(&self.root().join("docker.jsonl"))
-    }
-    /// `kubectl-buildkit build` as skaffold runs it: in the context dir.
-    fn build(&self, sim: Option<&Sim>) -> Command {
-        let mut cmd = plugin(sim, &self.home);
-        cmd.arg("build")
-            .current_dir(self.ctx())
-            .env("TMPDIR", self.tmp())
-            .env("SIM_BUILDCTL_RECORD", self.root().join("buildctl.jsonl"))
-            .env("SIM_DOCKER_RECORD", self.root().join("docker.jsonl"));
-        cmd
-    }
-    #[track_caller]
-    fn assert_clean(&self) {
-        let left = leftovers(&self.tmp());
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
-}
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -562,12 +516,19 @@ fn leftovers_sees_a_child_that_only_carries_our_tmpdir() {
         .env("TMPDIR", p.tmp())
         .spawn()
         .unwrap();
-    let left = leftovers(&p.tmp());
-    assert!(
+    // Right after spawn the kernel may not have set up the new program's environment
+    // in /proc yet (execve publishes it last): look again for a moment.
+    let listed = |left: &[String]| {
         left.iter()
-            .any(|l| l.contains(&format!("process {}", child.id()))),
-        "{left:?}"
-    );
+            .any(|l| l.contains(&format!("process {}", child.id())))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut left = leftovers(&p.tmp());
+    while !listed(&left) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = leftovers(&p.tmp());
+    }
+    assert!(listed(&left), "{left:?}");
     child.kill().unwrap();
     child.wait().unwrap();
     p.assert_clean();

@@ -277,31 +277,11 @@ fn quiet_hides_notes_and_detail_but_not_warnings_or_errors() {
 
 #[test]
 fn container_flag_picks_the_container_of_a_pod_with_several() {
-    let ps: Vec<PodConfig> = pods(2)
-        .into_iter()
-        .map(|mut p| {
-            p.containers = vec!["sidecar".into(), "buildkitd".into()];
-            p
-        })
-        .collect();
-    let sim = start(ps);
+    let sim = start(two_container_pods(None));
     let sb = Sandbox::new();
-    let want = ring_order(
-        &sb.home,
-        &["buildkitd-0", "buildkitd-1"],
-        "reg.example/app",
-        "classic",
-    );
-    let ctx = sb.context();
-    let rec = sb.home.path().join("buildctl.jsonl");
-    let build = |flags: &[&str]| {
-        let mut cmd = sb.plugin(Some(&sim));
-        cmd.args(["build", "-t", "reg.example/app:1", "--push"])
-            .args(flags)
-            .arg(&ctx)
-            .env("SIM_BUILDCTL_RECORD", &rec);
-        cmd
-    };
+    let want = app_order(&sb);
+    let rec = records_path(&sb);
+    let build = |flags: &[&str]| push_build(&sb, &sim, flags);
     let tunnel = |flags: &[&str]| {
         let mut cmd = sb.plugin(Some(&sim));
         cmd.args(["tunnel", "--hash-key", "reg.example/app"])
@@ -375,36 +355,11 @@ fn container_flag_picks_the_container_of_a_pod_with_several() {
 /// annotation naming a container the pod lacks is ignored; --container still wins.
 #[test]
 fn the_default_container_annotation_is_honoured_like_kubectl_exec() {
-    let annotated = |default: &str| -> Vec<PodConfig> {
-        pods(2)
-            .into_iter()
-            .map(|mut p| {
-                p.containers = vec!["istio-proxy".into(), "buildkitd".into()];
-                p.annotations.insert(
-                    "kubectl.kubernetes.io/default-container".into(),
-                    default.into(),
-                );
-                p
-            })
-            .collect()
-    };
+    let annotated = |default: &str| two_container_pods(Some(default));
     let sb = Sandbox::new();
-    let want = ring_order(
-        &sb.home,
-        &["buildkitd-0", "buildkitd-1"],
-        "reg.example/app",
-        "classic",
-    );
-    let ctx = sb.context();
-    let rec = sb.home.path().join("buildctl.jsonl");
-    let build = |sim: &Sim, flags: &[&str]| {
-        let mut cmd = sb.plugin(Some(sim));
-        cmd.args(["build", "-t", "reg.example/app:1", "--push"])
-            .args(flags)
-            .arg(&ctx)
-            .env("SIM_BUILDCTL_RECORD", &rec);
-        cmd
-    };
+    let want = app_order(&sb);
+    let rec = records_path(&sb);
+    let build = |sim: &Sim, flags: &[&str]| push_build(&sb, sim, flags);
     let exec_queries = |sim: &Sim, from: usize| -> Vec<String> {
         sim.requests()[from..]
             .iter()
@@ -450,4 +405,44 @@ fn the_default_container_annotation_is_honoured_like_kubectl_exec() {
     assert!(exec_queries(&sim, 0)
         .iter()
         .all(|q| !q.contains("container=")));
+}
+
+/// Two ready pods whose containers are a sidecar and buildkitd (as a sidecar injector
+/// leaves them), with `kubectl.kubernetes.io/default-container: DEFAULT` when given.
+fn two_container_pods(default: Option<&str>) -> Vec<PodConfig> {
+    pods(2)
+        .into_iter()
+        .map(|mut p| {
+            p.containers = vec!["sidecar".into(), "buildkitd".into()];
+            if let Some(d) = default {
+                p.annotations
+                    .insert("kubectl.kubernetes.io/default-container".into(), d.into());
+            }
+            p
+        })
+        .collect()
+}
+
+/// The fallback order of the key "reg.example/app" over those two pods.
+fn app_order(sb: &Sandbox) -> Vec<String> {
+    ring_order(
+        &sb.home,
+        &["buildkitd-0", "buildkitd-1"],
+        "reg.example/app",
+        "classic",
+    )
+}
+
+fn records_path(sb: &Sandbox) -> std::path::PathBuf {
+    sb.home.path().join("buildctl.jsonl")
+}
+
+/// `build -t reg.example/app:1 --push FLAGS CONTEXT`, recording buildctl's runs.
+fn push_build(sb: &Sandbox, sim: &Sim, flags: &[&str]) -> std::process::Command {
+    let mut cmd = sb.plugin(Some(sim));
+    cmd.args(["build", "-t", "reg.example/app:1", "--push"])
+        .args(flags)
+        .arg(sb.context())
+        .env("SIM_BUILDCTL_RECORD", records_path(sb));
+    cmd
 }

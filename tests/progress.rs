@@ -4,7 +4,7 @@
 //! stand-in buildctl. Every test also checks that nothing is left behind.
 
 mod common;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::*;
@@ -29,58 +29,28 @@ fn slow_sim() -> Sim {
     })
 }
 
-/// A context with a Dockerfile, a private TMPDIR and the stand-ins' record files.
-struct Project {
-    home: Home,
+/// `kubectl-buildkit build ARGS` of the project, pushing $IMAGE.
+fn push_build(p: &Project, sim: &Sim, args: &[&str]) -> Command {
+    let mut cmd = p.build(Some(sim));
+    cmd.args(args)
+        .env("IMAGE", format!("{IMAGE}:v1"))
+        .env("PUSH_IMAGE", "true");
+    cmd
 }
 
-impl Project {
-    fn new() -> Project {
-        let p = Project { home: Home::new() };
-        std::fs::create_dir_all(p.ctx()).unwrap();
-        std::fs::create_dir_all(p.tmp()).unwrap();
-        std::fs::write(p.ctx().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
-        p
-    }
-    fn root(&self) -> &Path {
-        self.home.path()
-    }
-    fn ctx(&self) -> PathBuf {
-        self.root().join("app")
-    }
-    fn tmp(&self) -> PathBuf {
-        self.root().join("tmp")
-    }
-    /// `kubectl-buildkit build ARGS`, pushing $IMAGE, in the context directory.
-    fn build(&self, sim: &Sim, args: &[&str]) -> Command {
-        let mut cmd = plugin(Some(sim), &self.home);
-        cmd.arg("build")
-            .args(args)
-            .current_dir(self.ctx())
-            .env("TMPDIR", self.tmp())
-            .env("IMAGE", format!("{IMAGE}:v1"))
-            .env("PUSH_IMAGE", "true")
-            .env("SIM_BUILDCTL_RECORD", self.root().join("buildctl.jsonl"));
-        cmd
-    }
-    /// The one buildctl run so far: it succeeded on `pod`.
-    #[track_caller]
-    fn built_once_on(&self, pod: &str) -> serde_json::Value {
-        let recs = records(&self.root().join("buildctl.jsonl"));
-        assert_eq!(recs.len(), 1, "{recs:#?}");
-        assert_eq!(recs[0]["exit_code"], 0, "{:#?}", recs[0]);
-        assert_eq!(recs[0]["served_by"]["pod"], pod, "{:#?}", recs[0]);
-        recs[0].clone()
-    }
-    /// The pod the hash picks for $IMAGE.
-    fn hashed_pod(&self) -> String {
-        ring_order(&self.home, &PODS, IMAGE, "classic")[0].clone()
-    }
-    #[track_caller]
-    fn assert_clean(&self) {
-        let left = leftovers(&self.tmp());
-        assert!(left.is_empty(), "left behind: {left:?}");
-    }
+/// The one buildctl run so far: it succeeded on `pod`.
+#[track_caller]
+fn built_once_on(p: &Project, pod: &str) -> serde_json::Value {
+    let recs = p.buildctl_records();
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["exit_code"], 0, "{:#?}", recs[0]);
+    assert_eq!(recs[0]["served_by"]["pod"], pod, "{:#?}", recs[0]);
+    recs[0].clone()
+}
+
+/// The pod the hash picks for $IMAGE.
+fn hashed_pod(p: &Project) -> String {
+    ring_order(&p.home, &PODS, IMAGE, "classic")[0].clone()
 }
 
 fn sh_quote(s: &str) -> String {
@@ -132,8 +102,8 @@ fn the_spinner_shows_on_a_terminal_for_both_tunnels() {
     let sim = slow_sim();
     for tunnel in ["exec", "port-forward"] {
         let p = Project::new();
-        let want = p.hashed_pod();
-        let out = on_a_terminal(&p.build(&sim, &["--tunnel", tunnel]), "CMD");
+        let want = hashed_pod(&p);
+        let out = on_a_terminal(&push_build(&p, &sim, &["--tunnel", tunnel]), "CMD");
         let shown = screen(&out);
         assert_eq!(out.status.code(), Some(0), "{tunnel}: {shown}");
         assert!(shown.contains(RESOLVING), "{tunnel}: {shown:?}");
@@ -149,7 +119,7 @@ fn the_spinner_shows_on_a_terminal_for_both_tunnels() {
             shown[last_spin..buildctl_starts].contains("\r\x1b[2K"),
             "{tunnel}: the spinner is cleared first: {shown:?}"
         );
-        p.built_once_on(&want);
+        built_once_on(&p, &want);
         p.assert_clean();
     }
 }
@@ -158,15 +128,15 @@ fn the_spinner_shows_on_a_terminal_for_both_tunnels() {
 fn quiet_hides_the_spinner_on_a_terminal() {
     let sim = slow_sim();
     let p = Project::new();
-    let want = p.hashed_pod();
-    let out = on_a_terminal(&p.build(&sim, &["-q"]), "CMD");
+    let want = hashed_pod(&p);
+    let out = on_a_terminal(&push_build(&p, &sim, &["-q"]), "CMD");
     let shown = screen(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert!(!shown.contains(RESOLVING), "{shown:?}");
     assert!(!shown.contains("connecting to pod"), "{shown:?}");
     // -q hides the notes too; the build itself happened.
     assert!(!shown.contains("built on pod"), "{shown:?}");
-    p.built_once_on(&want);
+    built_once_on(&p, &want);
     p.assert_clean();
 }
 
@@ -174,7 +144,7 @@ fn quiet_hides_the_spinner_on_a_terminal() {
 fn no_spinner_when_stderr_is_a_pipe_even_with_stdout_on_a_terminal() {
     let sim = slow_sim();
     let p = Project::new();
-    let want = p.hashed_pod();
+    let want = hashed_pod(&p);
     let err_file = p.root().join("stderr.txt");
     // fd 3 is the terminal: the plugin's stdout goes there, its stderr into a pipe to cat.
     let shell = format!(
@@ -182,7 +152,7 @@ fn no_spinner_when_stderr_is_a_pipe_even_with_stdout_on_a_terminal() {
          {{ CMD 2>&1 >&3 3>&-; echo \"plugin exit $?\" >&3; }} | cat > {}; }} 3>&1",
         sh_quote(err_file.to_str().unwrap())
     );
-    let out = on_a_terminal(&p.build(&sim, &[]), &shell);
+    let out = on_a_terminal(&push_build(&p, &sim, &[]), &shell);
     let shown = screen(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert!(shown.contains("stdout is a terminal"), "{shown:?}");
@@ -196,7 +166,7 @@ fn no_spinner_when_stderr_is_a_pipe_even_with_stdout_on_a_terminal() {
         assert!(!text.contains(RESOLVING), "{text:?}");
         assert!(!text.contains("connecting to pod"), "{text:?}");
     }
-    p.built_once_on(&want);
+    built_once_on(&p, &want);
     p.assert_clean();
 }
 
@@ -204,9 +174,8 @@ fn no_spinner_when_stderr_is_a_pipe_even_with_stdout_on_a_terminal() {
 fn no_spinner_without_a_terminal() {
     let sim = slow_sim();
     let p = Project::new();
-    let want = p.hashed_pod();
-    let out = run(p
-        .build(&sim, &[])
+    let want = hashed_pod(&p);
+    let out = run(push_build(&p, &sim, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped()));
     ok(&out);
@@ -215,7 +184,7 @@ fn no_spinner_without_a_terminal() {
     assert!(!err.contains(RESOLVING), "{err:?}");
     assert!(!err.contains("connecting to pod"), "{err:?}");
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
-    p.built_once_on(&want);
+    built_once_on(&p, &want);
     p.assert_clean();
 }
 
@@ -223,11 +192,15 @@ fn no_spinner_without_a_terminal() {
 fn stdout_is_left_to_buildctl_while_the_spinner_runs() {
     let sim = slow_sim();
     let p = Project::new();
-    let want = p.hashed_pod();
+    let want = hashed_pod(&p);
     let tar = p.root().join("out.tar");
     // Only stdout is redirected: stderr, and so the spinner, stays on the terminal.
     let shell = format!("CMD > {}", sh_quote(tar.to_str().unwrap()));
-    let cmd = p.build(&sim, &["--hash-key", IMAGE, "--output", "type=tar,dest=-"]);
+    let cmd = push_build(
+        &p,
+        &sim,
+        &["--hash-key", IMAGE, "--output", "type=tar,dest=-"],
+    );
     let out = on_a_terminal(&cmd, &shell);
     let shown = screen(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
@@ -236,7 +209,7 @@ fn stdout_is_left_to_buildctl_while_the_spinner_runs() {
         shown.contains(&format!("connecting to pod {want} via exec")),
         "{shown:?}"
     );
-    let rec = p.built_once_on(&want);
+    let rec = built_once_on(&p, &want);
     let bytes = std::fs::read(&tar).unwrap();
     assert!(!bytes.is_empty(), "buildctl wrote the tarball to stdout");
     assert_eq!(rec["stdout_bytes"], bytes.len() as u64);

@@ -80,6 +80,52 @@ pub fn example_binary(name: &str, sources: &[&str]) -> PathBuf {
     exe
 }
 
+/// A skaffold-like project: a context with a Dockerfile, its own TMPDIR, record files.
+pub struct Project {
+    pub home: Home,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let home = Home::new();
+        let p = Project { home };
+        std::fs::create_dir_all(p.ctx()).unwrap();
+        std::fs::create_dir_all(p.tmp()).unwrap();
+        std::fs::write(p.ctx().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        p
+    }
+    pub fn root(&self) -> &Path {
+        self.home.path()
+    }
+    pub fn ctx(&self) -> PathBuf {
+        self.root().join("app")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root().join("tmp")
+    }
+    pub fn buildctl_records(&self) -> Vec<serde_json::Value> {
+        records(&self.root().join("buildctl.jsonl"))
+    }
+    pub fn docker_records(&self) -> Vec<serde_json::Value> {
+        records(&self.root().join("docker.jsonl"))
+    }
+    /// `kubectl-buildkit build` as skaffold runs it: in the context dir.
+    pub fn build(&self, sim: Option<&Sim>) -> Command {
+        let mut cmd = plugin(sim, &self.home);
+        cmd.arg("build")
+            .current_dir(self.ctx())
+            .env("TMPDIR", self.tmp())
+            .env("SIM_BUILDCTL_RECORD", self.root().join("buildctl.jsonl"))
+            .env("SIM_DOCKER_RECORD", self.root().join("docker.jsonl"));
+        cmd
+    }
+    #[track_caller]
+    pub fn assert_clean(&self) {
+        let left = leftovers(&self.tmp());
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
 /// Pods buildkitd-0..n-1 in namespace `buildkit`, all Running and Ready.
 pub fn pods(n: usize) -> Vec<PodConfig> {
     (0..n)
