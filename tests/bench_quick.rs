@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::bench::{leading_number, run_bench};
 
 /// Every row the benchmark prints, by id.
 const ROWS: &[&str] = &[
@@ -53,70 +53,17 @@ const WITH_PEER: &[&str] = &[
     "conc.tput",
 ];
 
-fn leading_number(cell: &str) -> Option<f64> {
-    cell.split_whitespace()
-        .next()?
-        .trim_end_matches('x')
-        .parse()
-        .ok()
-}
-
 #[test]
 fn quick_benchmark_prints_every_row_with_numbers() {
-    let exe = common::example_binary("bench", &["examples/bench", "src"]);
-    // The plugin binary this test was built with, and the stand-ins next to it.
-    let bin_dir = common::standin_dir();
-    let mut child = Command::new(exe)
-        .args(["--quick", "--no-build", "--bin-dir"])
-        .arg(&bin_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bench starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).ok();
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stderr.read_to_string(&mut s).ok();
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            // SIGTERM lets the bench stop its tunnels and kubectl helpers.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the quick benchmark did not finish within 15 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let out = out_reader.join().unwrap();
-    let err = err_reader.join().unwrap();
+    let run = run_bench(&["--quick"], Duration::from_secs(900));
+    let (out, err) = (&run.stdout, &run.stderr);
     assert!(
-        status.success(),
-        "bench failed ({status}):\nstdout: {out}\nstderr: {err}"
+        run.status.success(),
+        "bench failed ({}):\nstdout: {out}\nstderr: {err}",
+        run.status
     );
 
-    let rows: Vec<Vec<String>> = out
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| id "))
-        .map(|l| {
-            l.trim_matches('|')
-                .split(" | ")
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
-        .collect();
+    let rows = run.rows();
     for id in ROWS {
         let row = rows
             .iter()

@@ -16,6 +16,8 @@ pub const MIB: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Opts {
     pub quick: bool,
+    /// The smallest workload of the real-BuildKit sections (their test's).
+    pub tiny: bool,
     /// Where kubectl-buildkit and the stand-in buildctl live (default: next to us).
     pub bin_dir: Option<PathBuf>,
     /// Don't run `cargo build --workspace --bins` first.
@@ -29,6 +31,7 @@ impl Opts {
     pub fn parse() -> Result<Opts> {
         let mut o = Opts {
             quick: false,
+            tiny: false,
             bin_dir: None,
             no_build: false,
             kubectl: PathBuf::from("/usr/bin/kubectl"),
@@ -38,14 +41,16 @@ impl Opts {
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--quick" => o.quick = true,
+                "--tiny" => o.tiny = true,
                 "--no-build" => o.no_build = true,
                 "--bin-dir" => o.bin_dir = Some(args.next().context("--bin-dir needs DIR")?.into()),
                 "--kubectl" => o.kubectl = args.next().context("--kubectl needs PATH")?.into(),
                 "--only" => o.only.push(args.next().context("--only needs SECTION")?),
                 "-h" | "--help" => {
                     println!(
-                        "usage: bench [--quick] [--only SECTION]... [--bin-dir DIR] [--no-build] [--kubectl PATH]\n\
-                         sections: dispatch throughput memory concurrency ring"
+                        "usage: bench [--quick|--tiny] [--only SECTION]... [--bin-dir DIR] [--no-build] [--kubectl PATH]\n\
+                         sections: dispatch throughput memory concurrency ring (run by default)\n\
+                         \x20         affinity (real BuildKit, as root; only with --only)"
                     );
                     std::process::exit(0);
                 }
@@ -115,6 +120,8 @@ pub struct Env {
     pub home: tempfile::TempDir,
     /// A tiny build context with a Dockerfile.
     pub context_dir: PathBuf,
+    pub quick: bool,
+    pub tiny: bool,
     path: OsString,
 }
 
@@ -167,6 +174,8 @@ impl Env {
         Ok(Env {
             sim,
             plan: Plan::new(opts.quick),
+            quick: opts.quick,
+            tiny: opts.tiny,
             bin_dir,
             kubectl: opts.kubectl.clone(),
             home,
@@ -184,11 +193,20 @@ impl Env {
     }
 
     fn clean(&self, program: &Path) -> Command {
+        self.clean_with(program, self.sim.kubeconfig())
+    }
+
+    /// The plugin against another cluster than the bench's own (a real-BuildKit one).
+    pub fn plugin_with_kubeconfig(&self, kubeconfig: &Path) -> Command {
+        self.clean_with(&self.bin_dir.join("kubectl-buildkit"), kubeconfig)
+    }
+
+    fn clean_with(&self, program: &Path, kubeconfig: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("PATH", &self.path)
             .env("HOME", self.home.path())
-            .env("KUBECONFIG", self.sim.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .current_dir(self.home.path())
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);

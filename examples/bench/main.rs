@@ -10,6 +10,7 @@
 //! Exits 1 when a measurement fails (a build failed, bytes differed, a timeout); a
 //! missed target is a result, not a failure. See BENCHMARKS.md.
 
+mod affinity;
 mod concurrency;
 mod dispatch;
 mod echo;
@@ -72,15 +73,19 @@ async fn sections(env: &env::Env, only: &[String]) -> Result<Vec<table::Row>> {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Vec<table::Row>>> + 'a>,
     >;
-    let list: [(&str, Section); 5] = [
-        ("dispatch", |e| Box::pin(dispatch::run(e))),
-        ("throughput", |e| Box::pin(throughput::run(e))),
-        ("memory", |e| Box::pin(memory::run(e))),
-        ("concurrency", |e| Box::pin(concurrency::run(e))),
-        ("ring", |e| Box::pin(ringbench::run(e))),
+    // (name, runs without --only, section)
+    let list: [(&str, bool, Section); 6] = [
+        ("dispatch", true, |e| Box::pin(dispatch::run(e))),
+        ("throughput", true, |e| Box::pin(throughput::run(e))),
+        ("memory", true, |e| Box::pin(memory::run(e))),
+        ("concurrency", true, |e| Box::pin(concurrency::run(e))),
+        ("ring", true, |e| Box::pin(ringbench::run(e))),
+        // Real BuildKit (root, dockerd): minutes of builds, so only when asked for.
+        ("affinity", false, |e| Box::pin(affinity::run(e))),
     ];
-    for (name, f) in list {
-        if !only.is_empty() && !only.iter().any(|o| o == name) {
+    for (name, by_default, f) in list {
+        let asked = only.iter().any(|o| o == name);
+        if !asked && !(only.is_empty() && by_default) {
             continue;
         }
         let start = Instant::now();

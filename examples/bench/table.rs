@@ -29,6 +29,7 @@ pub enum Unit {
     Mib,
     PerSec,
     Seconds,
+    Percent,
 }
 
 pub fn show(v: f64, unit: Unit) -> String {
@@ -46,6 +47,7 @@ pub fn show(v: f64, unit: Unit) -> String {
             }
         }
         Unit::Seconds => format!("{v:.2} s"),
+        Unit::Percent => format!("{v:.1}%"),
     }
 }
 

@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 pub use kube_sim::{PodConfig, PodFaults, Rule, ServerFaults, Sim, SimConfig, UserConfig};
 
+pub mod bench;
+
 pub const NS: &str = "buildkit";
 
 pub fn bin() -> PathBuf {

@@ -1,0 +1,75 @@
+//! The benchmark's affinity section on its smallest workload (2 real-BuildKit pods,
+//! 1 image, 2 builds per strategy): it must run to the end on real daemons and print
+//! every affinity row, well formed. The figures themselves are the benchmark's job
+//! (BENCHMARKS.md); only what cannot vary is asserted: a hashed rebuild finds its
+//! cache on the pod it built on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::bench::{leading_number, run_bench};
+
+const ROWS: &[&str] = &[
+    "affinity.hits.classic",
+    "affinity.wall.classic",
+    "affinity.bytes.classic",
+    "affinity.scale.classic",
+    "affinity.hits.rendezvous",
+    "affinity.wall.rendezvous",
+    "affinity.bytes.rendezvous",
+    "affinity.scale.rendezvous",
+    "affinity.hits.round_robin",
+    "affinity.wall.round_robin",
+];
+
+#[test]
+fn the_affinity_section_runs_on_real_buildkit_and_prints_its_rows() {
+    let run = run_bench(&["--tiny", "--only", "affinity"], Duration::from_secs(600));
+    if !run.status.success() && run.stderr.contains("real BuildKit fixture unavailable") {
+        let why = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("unavailable"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "CI=true and the real BuildKit cannot run here: {why}"
+        );
+        eprintln!("!!!!! SKIPPED: the affinity benchmark needs the real BuildKit: {why}");
+        return;
+    }
+    let (out, err) = (&run.stdout, &run.stderr);
+    assert!(
+        run.status.success(),
+        "bench failed ({}):\nstdout: {out}\nstderr: {err}",
+        run.status
+    );
+    let rows = run.rows();
+    for id in ROWS {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == *id)
+            .unwrap_or_else(|| panic!("row {id} missing from:\n{out}\n{err}"));
+        assert_eq!(row.len(), 7, "row {id} has {} columns: {row:?}", row.len());
+        for (col, what) in [(2, "ours"), (3, "peer")] {
+            let v = leading_number(&row[col])
+                .unwrap_or_else(|| panic!("row {id}: {what} {:?} is not a number", row[col]));
+            assert!(v.is_finite() && v >= 0.0, "row {id}: {what} {v}");
+        }
+        assert!(
+            ["PASS", "MISS", "—"].contains(&row[6].as_str()),
+            "row {id}: result {:?}",
+            row[6]
+        );
+    }
+    assert_eq!(rows.len(), ROWS.len(), "unexpected rows in:\n{out}");
+    // One image, built twice on the pod its name hashes to: the second build must find
+    // the first one's cache (the daemon's own CACHED flag), whatever the timings.
+    for id in ["affinity.hits.classic", "affinity.hits.rendezvous"] {
+        let row = rows.iter().find(|r| r[0] == id).unwrap();
+        assert_eq!(row[2], "100.0%", "{id}: {row:?}\n{err}");
+    }
+    assert!(out.contains("bench: 10 rows"), "{out}");
+}

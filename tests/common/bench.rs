@@ -1,0 +1,86 @@
+//! Running the benchmark program (examples/bench) from a test and reading its table.
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one bench run printed.
+pub struct BenchRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl BenchRun {
+    /// The table's rows (header and rule left out), each split into its cells.
+    pub fn rows(&self) -> Vec<Vec<String>> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| id "))
+            .map(|l| {
+                l.trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The number a table cell starts with ("12.5 ms", "1.30x", "100.0%").
+pub fn leading_number(cell: &str) -> Option<f64> {
+    cell.split_whitespace()
+        .next()?
+        .trim_end_matches('x')
+        .trim_end_matches('%')
+        .parse()
+        .ok()
+}
+
+/// Run the bench with `args` (plus `--no-build --bin-dir` of this test build), within
+/// `limit`: past it the bench gets SIGTERM (it stops its helpers), then SIGKILL.
+pub fn run_bench(args: &[&str], limit: Duration) -> BenchRun {
+    let exe = super::example_binary("bench", &["examples/bench", "src"]);
+    let bin_dir = super::standin_dir();
+    let mut child = Command::new(exe)
+        .args(args)
+        .args(["--no-build", "--bin-dir"])
+        .arg(&bin_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bench starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).ok();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).ok();
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            // SIGTERM lets the bench stop its tunnels, daemons and kubectl helpers.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the benchmark {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    BenchRun {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
