@@ -1,0 +1,4 @@
+//! fsutil's wire forms: file modes as Go's `os.FileMode`, and the diffcopy protocol
+//! (Packets of STAT / REQ / DATA / FIN / ERR) in both directions.
+
+pub mod mode;

@@ -1,0 +1,1 @@
+//! `.dockerignore` semantics (moby/patternmatcher): filled in by the next commits.

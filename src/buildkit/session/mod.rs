@@ -1,0 +1,2 @@
+//! The session: inside `Control.Session` the daemon is the HTTP/2 client and we serve
+//! gRPC to it (filesync, filesend, secrets, ssh, auth, health).
