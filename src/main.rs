@@ -3,7 +3,7 @@
 
 mod build;
 // Not wired into `build` yet: its parts land first, tested on their own.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod buildkit;
 mod cli;
 mod cluster;

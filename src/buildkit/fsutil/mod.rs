@@ -2,3 +2,5 @@
 //! (Packets of STAT / REQ / DATA / FIN / ERR) in both directions.
 
 pub mod mode;
+pub mod send;
+pub mod walk;
