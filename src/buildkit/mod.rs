@@ -21,7 +21,7 @@ pub mod session;
 pub mod solve;
 
 pub use channel::connect;
-pub use probe::{probe, DaemonInfo, ProbeError};
+pub use probe::{connect_probed, probe, DaemonInfo, ProbeError};
 pub use request::{CacheEntry, ExportEntry, NetworkMode, SolveOptions};
 pub use session::SessionRoutes;
 pub use solve::{shared_key, solve, SolveError, SolveOutcome};

@@ -9,7 +9,7 @@ use bollard_buildkit_proto::moby::buildkit::v1::{InfoRequest, ListWorkersRequest
 use tonic::transport::Channel;
 use tonic::Code;
 
-use super::channel::{error_chain, MAX_MESSAGE_SIZE};
+use super::channel::{connect_watched, error_chain, MAX_MESSAGE_SIZE};
 
 /// What the daemon told us about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,32 @@ pub enum ProbeError {
     Timeout(Duration),
     #[error("the endpoint does not answer as BuildKit: {0}")]
     NotBuildkit(String),
+}
+
+/// Make a channel over `stream` and probe it, within `limit` in all: the one call a
+/// failover walk makes per candidate.
+pub async fn connect_probed<S>(
+    stream: S,
+    limit: Duration,
+) -> Result<(Channel, DaemonInfo), ProbeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let attempt = async {
+        let (channel, hello) = connect_watched(stream)
+            .await
+            .map_err(|e| ProbeError::NotBuildkit(e.to_string()))?;
+        match probe_unbounded(channel.clone()).await {
+            Ok(info) => Ok((channel, info)),
+            Err(ProbeError::NotBuildkit(why)) => {
+                Err(ProbeError::NotBuildkit(hello.diagnosis().unwrap_or(why)))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .map_err(|_| ProbeError::Timeout(limit))?
 }
 
 /// Ask the daemon who it is, within `limit` in all.
@@ -106,4 +132,43 @@ fn not_buildkit(status: &tonic::Status) -> ProbeError {
         why.push_str(&error_chain(source));
     }
     ProbeError::NotBuildkit(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A peer that echoes every byte (the simulated cluster's stand-in buildkitd
+    /// protocol) is not BuildKit, and we say so quickly.
+    #[tokio::test]
+    async fn an_echo_peer_is_refused_in_bounded_time() {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(theirs);
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+        let started = Instant::now();
+        let err = connect_probed(ours, Duration::from_secs(10))
+            .await
+            .expect_err("an echo peer is not BuildKit");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.to_string().contains("echoed our HTTP/2 preface"),
+            "{err}"
+        );
+    }
+
+    /// A peer that never answers: the probe's own limit ends it.
+    #[tokio::test]
+    async fn a_silent_peer_times_out() {
+        let (ours, _theirs) = tokio::io::duplex(64 * 1024);
+        let ch = crate::buildkit::channel::connect(ours).await.unwrap();
+        let err = probe(ch, Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(err, ProbeError::Timeout(_)), "{err}");
+    }
 }
