@@ -2,6 +2,7 @@
 //! Runtime, dispatch and error-to-exit-code; nothing else.
 
 mod build;
+mod buildkit;
 mod cli;
 mod cluster;
 mod commands;
