@@ -16,6 +16,7 @@ pub mod channel;
 pub mod fsutil;
 pub mod patterns;
 pub mod probe;
+pub mod progress;
 pub mod request;
 pub mod session;
 pub mod solve;
