@@ -74,13 +74,13 @@ impl SessionRoutes {
             routes: Routes::default(),
             methods: Vec::new(),
         }
-        .add(
+        .with_service(
             bollard_buildkit_proto::health::health_server::HealthServer::new(health::HealthService),
         )
     }
 
     /// Serve one generated tonic server (e.g. `FileSyncServer::new(svc)`).
-    pub fn add<S>(mut self, svc: S) -> SessionRoutes
+    pub fn with_service<S>(mut self, svc: S) -> SessionRoutes
     where
         S: tower::Service<
                 http::Request<tonic::body::Body>,

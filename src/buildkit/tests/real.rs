@@ -1,8 +1,5 @@
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::buildkit::session::filesync::FileSyncService;
 use crate::buildkit::session::secrets::{SecretSource, SecretsService};
@@ -20,7 +17,12 @@ async fn dial() -> Option<tokio::net::UnixStream> {
 async fn dial_daemon(index: usize) -> Option<tokio::net::UnixStream> {
     let kit = kube_sim::realkit::RealBuildkit::shared()?;
     let daemon = &kit.daemons()[index];
-    Some(daemon.dial_buildkit().await.expect("dial the fixture's BuildKit"))
+    Some(
+        daemon
+            .dial_buildkit()
+            .await
+            .expect("dial the fixture's BuildKit"),
+    )
 }
 
 const BUSYBOX: &str = kube_sim::realkit::BUSYBOX_IMAGE;
@@ -45,7 +47,7 @@ async fn build_with_context_secret_and_failure() {
     std::fs::write(ctx.join("Dockerfile"), format!("FROM {BUSYBOX}\nCOPY sub /sub\nRUN --mount=type=secret,id=tok cat /run/secrets/tok && cat /sub/hello.txt && exit 3\n")).unwrap();
     std::fs::write(dir.path().join("tok"), "s3cr3t").unwrap();
     let routes = SessionRoutes::new()
-        .add(
+        .with_service(
             bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer::new(
                 FileSyncService::new(HashMap::from([
                     ("context".to_string(), ctx.clone()),
@@ -53,7 +55,7 @@ async fn build_with_context_secret_and_failure() {
                 ])),
             ),
         )
-        .add(
+        .with_service(
             bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::SecretsServer::new(
                 SecretsService::new(HashMap::from([(
                     "tok".to_string(),
@@ -96,7 +98,6 @@ async fn build_with_context_secret_and_failure() {
     eprintln!("{err}\n{logs}");
     assert!(err.to_string().contains("exit code: 3"), "{err}");
     assert!(logs.contains("hello from the context"));
-    let _ = PathBuf::new();
 }
 
 /// Counts the bytes we write into the stream (what the tunnel would carry upstream).
@@ -143,7 +144,7 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<S> {
 }
 
 fn context_routes(ctx: &std::path::Path) -> SessionRoutes {
-    SessionRoutes::new().add(
+    SessionRoutes::new().with_service(
         bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer::new(
             FileSyncService::new(HashMap::from([
                 ("context".to_string(), ctx.to_path_buf()),
@@ -312,4 +313,175 @@ async fn cancelling_stops_the_run_on_the_daemon() {
         "the RUN process still runs on the daemon after {:?}",
         started.elapsed()
     );
+}
+
+/// The Dockerfile build every output test uses: multi-stage with COPY --from, a
+/// target, a build-arg, a secret mounted (its hash kept, its bytes nowhere), a
+/// .dockerignore with `**` and `!`, exec bits, symlinks, empty dirs, a non-ASCII
+/// name and a file of several MiB.
+pub(crate) struct TreeProject {
+    pub dir: tempfile::TempDir,
+    pub context: std::path::PathBuf,
+    pub secret_file: std::path::PathBuf,
+    pub secret: Vec<u8>,
+    pub big: Vec<u8>,
+}
+
+pub(crate) fn tree_project() -> TreeProject {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("sub/deeper")).unwrap();
+    std::fs::create_dir_all(ctx.join("empty_in_context")).unwrap();
+    std::fs::create_dir_all(ctx.join("ignored_dir")).unwrap();
+    std::fs::write(ctx.join("ignored_dir/a"), "no").unwrap();
+    std::fs::write(ctx.join("run.sh"), "#!/bin/sh\necho run\n").unwrap();
+    std::fs::set_permissions(ctx.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(ctx.join("h\u{e9}llo w\u{f6}rld.txt"), "unicode\n").unwrap();
+    std::fs::write(ctx.join("keep.tmp"), "kept by !\n").unwrap();
+    std::fs::write(ctx.join("x.tmp"), "dropped\n").unwrap();
+    std::fs::write(ctx.join("sub/deeper/y.tmp"), "dropped\n").unwrap();
+    std::fs::write(ctx.join("sub/deeper/z.txt"), "z\n").unwrap();
+    std::os::unix::fs::symlink("z.txt", ctx.join("sub/deeper/to_z")).unwrap();
+    let big: Vec<u8> = (0..(5 << 20) + 123)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(ctx.join("big.bin"), &big).unwrap();
+    std::fs::write(
+        ctx.join(".dockerignore"),
+        "**/*.tmp\n!keep.tmp\nignored_dir\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {BUSYBOX} AS base\n\
+             ARG GREETING=unset\n\
+             RUN mkdir -p /out/empty/inner && echo \"$GREETING\" > /out/greeting && ln -s greeting /out/link\n\
+             RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /out/secret.sha\n\
+             COPY . /out/ctx/\n\
+             FROM scratch AS final\n\
+             COPY --from=base /out /\n\
+             FROM scratch AS other\n\
+             COPY --from=base /out/greeting /other-stage\n"
+        ),
+    )
+    .unwrap();
+    let secret = format!("tok-{}", crate::buildkit::solve::random_id()).into_bytes();
+    let secret_file = dir.path().join("secret.txt");
+    std::fs::write(&secret_file, &secret).unwrap();
+    TreeProject {
+        dir,
+        context: ctx,
+        secret_file,
+        secret,
+        big,
+    }
+}
+
+/// Check a tree the daemon exported for the TreeProject's final stage.
+pub(crate) fn check_tree(root: &std::path::Path, p: &TreeProject) {
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+    let read = |rel: &str| std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    assert_eq!(read("greeting"), "h\u{e9} there\n".as_bytes());
+    assert_eq!(
+        std::fs::read_link(root.join("link")).unwrap(),
+        std::path::Path::new("greeting")
+    );
+    assert!(root.join("empty/inner").is_dir());
+    assert_eq!(
+        std::fs::read_dir(root.join("empty/inner")).unwrap().count(),
+        0
+    );
+    let sha = format!("{:x}", sha2::Sha256::digest(&p.secret));
+    assert_eq!(String::from_utf8(read("secret.sha")).unwrap().trim(), sha);
+    assert_eq!(read("ctx/big.bin"), p.big);
+    let mode = std::fs::metadata(root.join("ctx/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "exec bits survive");
+    assert_eq!(read("ctx/h\u{e9}llo w\u{f6}rld.txt"), b"unicode\n");
+    assert_eq!(read("ctx/keep.tmp"), b"kept by !\n");
+    assert!(!root.join("ctx/x.tmp").exists(), ".dockerignore **/*.tmp");
+    assert!(
+        !root.join("ctx/sub/deeper/y.tmp").exists(),
+        ".dockerignore **/*.tmp below"
+    );
+    assert!(!root.join("ctx/ignored_dir").exists());
+    assert_eq!(read("ctx/sub/deeper/z.txt"), b"z\n");
+    assert_eq!(
+        std::fs::read_link(root.join("ctx/sub/deeper/to_z")).unwrap(),
+        std::path::Path::new("z.txt")
+    );
+    assert!(root.join("ctx/empty_in_context").is_dir());
+    assert!(
+        !root.join("other-stage").exists(),
+        "only the target stage is exported"
+    );
+    // The secret's bytes are in no exported file.
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let data = std::fs::read(e.path()).unwrap();
+                assert!(
+                    !data
+                        .windows(p.secret.len())
+                        .any(|w| w == p.secret.as_slice()),
+                    "secret in {:?}",
+                    e.path()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_local_export_tree_is_what_the_dockerfile_makes() {
+    let Some(stream) = dial().await else { return };
+    let p = tree_project();
+    let dest = p.dir.path().join("out");
+    let build = LocalBuild {
+        solve: SolveOptions {
+            dockerfile_name: "Dockerfile".into(),
+            target: Some("final".into()),
+            build_args: vec![("GREETING".into(), "h\u{e9} there".into())],
+            network: NetworkMode::None,
+            exports: vec![ExportEntry {
+                kind: "local".into(),
+                attrs: Default::default(),
+            }],
+            ..Default::default()
+        },
+        context: p.context.clone(),
+        dockerfile_dir: p.context.clone(),
+        secrets: HashMap::from([("tok".to_string(), SecretSource::File(p.secret_file.clone()))]),
+        sinks: vec![Some(
+            crate::buildkit::session::filesend::ExportSink::LocalDir(dest.clone()),
+        )],
+        shared_key: shared_key(&p.context),
+        ..Default::default()
+    };
+    let ch = connect(stream).await.unwrap();
+    let report = run_build(
+        ch,
+        &build,
+        |r| r,
+        crate::buildkit::progress::ProgressMode::Quiet,
+        Box::new(std::io::sink()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(report
+        .summary
+        .vertices
+        .iter()
+        .any(|v| v.name.contains("COPY --from=base")));
+    check_tree(&dest, &p);
 }
