@@ -9,6 +9,7 @@
 //! [`shared`](RealBuildkit::shared) fixture then prints one loud line and lets the test
 //! pass, except under `CI=true`, where it panics: a failure, never a skip.
 
+pub mod bridge;
 mod dockerd;
 mod http;
 mod reaper;
@@ -225,6 +226,52 @@ extern "C" fn stop_shared() {
     }
 }
 
+/// How many fixture daemons the config's pods name (`real_buildkit_daemon`): 0 = none.
+pub fn daemons_named(cfg: &crate::SimConfig) -> usize {
+    cfg.pods
+        .iter()
+        .filter_map(|p| p.real_buildkit_daemon)
+        .map(|i| i + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Back every pod that names a fixture daemon (`real_buildkit_daemon: N`) with that
+/// daemon of `kit` (sets its `docker_socket`).
+pub fn attach(cfg: &mut crate::SimConfig, kit: &RealBuildkit) -> anyhow::Result<()> {
+    for pod in &mut cfg.pods {
+        if let Some(i) = pod.real_buildkit_daemon {
+            let d = kit.daemons().get(i).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "pod {}/{}: real_buildkit_daemon {i} does not exist (the fixture has {} daemons)",
+                    pod.namespace,
+                    pod.name,
+                    kit.daemons().len()
+                )
+            })?;
+            pod.docker_socket = Some(d.socket().to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// A pod naming a fixture daemon that nobody attached would silently run the simkit
+/// stand-in: refuse it, naming the fix.
+pub fn check_attached(cfg: &crate::SimConfig) -> anyhow::Result<()> {
+    match cfg
+        .pods
+        .iter()
+        .find(|p| p.real_buildkit_daemon.is_some() && p.docker_socket.is_none())
+    {
+        Some(p) => anyhow::bail!(
+            "pod {}/{} sets real_buildkit_daemon but no real-BuildKit fixture is attached: run the config with the kube-sim binary (it starts the fixture), call realkit::attach first, or set docker_socket",
+            p.namespace,
+            p.name
+        ),
+        None => Ok(()),
+    }
+}
+
 /// The loud line (and the CI failure) for a fixture that cannot start.
 pub fn skip_or_fail(e: &Unavailable) {
     let reason = e.reason.replace('\n', " | ");
@@ -307,4 +354,31 @@ fn busybox_archive(busybox: &Path, dir: &Path) -> Result<PathBuf, Unavailable> {
         return Err(fail(format!("tar of the busybox tree failed ({status})")));
     }
     Ok(archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_builders_yaml_names_two_daemons_and_refuses_to_run_unattached() {
+        let cfg: crate::SimConfig =
+            serde_yaml::from_str(include_str!("../../real-builders.yaml")).unwrap();
+        assert_eq!(daemons_named(&cfg), 2);
+        assert_eq!(cfg.pods[1].real_buildkit_daemon, Some(1));
+        assert_eq!(cfg.pods[2].real_buildkit_daemon, None);
+        let err = check_attached(&cfg).unwrap_err().to_string();
+        assert!(err.contains("pod buildkit/builder-0"), "{err}");
+        assert!(err.contains("kube-sim binary"), "{err}");
+        let err = crate::Sim::start(cfg).err().unwrap().to_string();
+        assert!(err.contains("real_buildkit_daemon"), "{err}");
+    }
+
+    #[test]
+    fn busybox_static_is_not_dynamic_but_sh_is() {
+        if let Some(bb) = find_program("busybox") {
+            assert!(!elf_is_dynamic(&bb), "{} (busybox-static)", bb.display());
+        }
+        assert!(elf_is_dynamic(Path::new("/bin/sh")));
+    }
 }
