@@ -16,10 +16,13 @@
 //!   ([`tunnel::Tunnel`]).
 //! - [`build`]: flags + skaffold's environment -> one build spec -> argv for buildctl or
 //!   docker. Pure.
+//! - [`buildkit`]: the built-in BuildKit client over any byte stream (a
+//!   [`tunnel::Connection`], a unix socket): solve, status, the session we serve.
 //! - [`process`]: child processes and the signals they must see.
 //! - [`output`], [`log`], [`progress`]: what goes to stdout and stderr.
 
 pub mod build;
+pub mod buildkit;
 pub mod cluster;
 pub mod log;
 pub mod names;
