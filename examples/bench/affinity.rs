@@ -19,6 +19,8 @@ use anyhow::{bail, Context, Result};
 use kube_sim::realkit::{FixtureOptions, RealBuildkit};
 use kube_sim::{PodConfig, Sim, SimConfig};
 
+use kubectl_buildkit::ring::{Algorithm, Ring};
+
 use crate::env::{Env, MIB};
 use crate::procs::run_timed;
 use crate::table::{Row, Target, Unit};
@@ -28,6 +30,8 @@ const NS: &str = "affinity";
 const STEP_MARK: &str = "affinity-expensive-step";
 /// One build may take this long at most (a cold one runs a 2 s step on vfs).
 const BUILD_LIMIT: Duration = Duration::from_secs(180);
+/// Image names over which the ring's movement on scale-up is counted in-process.
+const SCALE_KEYS: usize = 10_000;
 
 /// The workload's size.
 #[derive(Debug, Clone, Copy)]
@@ -370,6 +374,15 @@ fn step_cached(rawjson: &str) -> Option<bool> {
     seen
 }
 
+/// How many of `keys` map to another pod once pod K joins the K pods.
+fn moved(algorithm: Algorithm, pods: usize, keys: &[String]) -> usize {
+    let before = Ring::new(algorithm, &(0..pods).map(pod_name).collect::<Vec<_>>());
+    let after = Ring::new(algorithm, &(0..=pods).map(pod_name).collect::<Vec<_>>());
+    keys.iter()
+        .filter(|k| before.pick(k) != after.pick(k))
+        .count()
+}
+
 fn median(v: &[u64]) -> f64 {
     crate::table::median(&v.iter().map(|&b| b as f64).collect::<Vec<_>>())
 }
@@ -456,10 +469,16 @@ async fn run_workload(env: &Env, work: Workload) -> Result<Vec<Row>> {
         if let Some((misses, images)) = ours.scale {
             let ideal = 100.0 / (work.pods + 1) as f64;
             let measured = 100.0 * misses as f64 / images as f64;
+            let algo = match algorithm {
+                "classic" => Algorithm::Classic,
+                _ => Algorithm::Rendezvous,
+            };
+            let names: Vec<String> = (0..work.images).map(image_name).collect();
+            let predicted = moved(algo, work.pods, &names);
             let mut scale = Row::new(
                 &format!("affinity.scale.{algorithm}"),
                 &format!(
-                    "images that miss after {} -> {} pods ({misses}/{images})",
+                    "images whose build missed after {} -> {} pods ({misses}/{images}; the ring moved {predicted})",
                     work.pods,
                     work.pods + 1
                 ),
@@ -470,6 +489,22 @@ async fn run_workload(env: &Env, work: Workload) -> Result<Vec<Row>> {
             );
             scale.peer_label = Some("ideal 1/(K+1)".into());
             rows.push(scale);
+            let keys: Vec<String> = (0..SCALE_KEYS).map(image_name).collect();
+            let share = 100.0 * moved(algo, work.pods, &keys) as f64 / SCALE_KEYS as f64;
+            let mut wide = Row::new(
+                &format!("affinity.scale.{algorithm}.keys"),
+                &format!(
+                    "image names the ring moves from {} -> {} pods, of {SCALE_KEYS}",
+                    work.pods,
+                    work.pods + 1
+                ),
+                share,
+                Some(ideal),
+                Unit::Percent,
+                Target::RatioAtMost(1.5),
+            );
+            wide.peer_label = Some("ideal 1/(K+1)".into());
+            rows.push(wide);
         }
     }
     let mut rr = Row::new(

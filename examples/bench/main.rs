@@ -61,7 +61,13 @@ fn real_main() -> Result<()> {
     println!(
         "\nbench: {} rows, {pass} PASS, {miss} MISS ({} mode)",
         rows.len(),
-        if opts.quick { "quick" } else { "full" }
+        if opts.tiny {
+            "tiny"
+        } else if opts.quick {
+            "quick"
+        } else {
+            "full"
+        }
     );
     Ok(())
 }

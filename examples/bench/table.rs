@@ -133,7 +133,13 @@ pub fn print(rows: &[Row]) -> (usize, usize) {
             (Some(p), None) => show(p, r.unit),
             (None, _) => "—".into(),
         };
-        let ratio = r.ratio().map(|x| format!("{x:.2}x")).unwrap_or("—".into());
+        // 0/0 has no ratio; x/0 is larger than any.
+        let ratio = match r.ratio() {
+            Some(x) if x.is_nan() => "—".to_string(),
+            Some(x) if x.is_infinite() => "∞".to_string(),
+            Some(x) => format!("{x:.2}x"),
+            None => "—".to_string(),
+        };
         let (target, result) = match r.verdict() {
             None => ("—".to_string(), "—"),
             Some((t, true)) => {
