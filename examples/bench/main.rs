@@ -90,8 +90,12 @@ async fn sections(env: &env::Env, only: &[String]) -> Result<Vec<table::Row>> {
         ("affinity", false, |e| Box::pin(affinity::run(e))),
     ];
     for (name, by_default, f) in list {
-        let asked = only.iter().any(|o| o == name);
-        if !asked && !(only.is_empty() && by_default) {
+        let wanted = if only.is_empty() {
+            by_default
+        } else {
+            only.iter().any(|o| o == name)
+        };
+        if !wanted {
             continue;
         }
         let start = Instant::now();
