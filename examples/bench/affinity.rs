@@ -16,16 +16,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kube_sim::realkit::{FixtureOptions, RealBuildkit};
-use kube_sim::{PodConfig, Sim, SimConfig};
+use kube_sim::PodConfig;
 
 use kubectl_buildkit::ring::{Algorithm, Ring};
 
 use crate::env::{Env, MIB};
 use crate::procs::run_timed;
+use crate::realcluster::{pod_name, RealCluster, NS};
 use crate::table::{Row, Target, Unit};
 
-const NS: &str = "affinity";
 /// Marks the expensive step's vertex name in the Status stream.
 const STEP_MARK: &str = "affinity-expensive-step";
 /// One build may take this long at most (a cold one runs a 2 s step on vfs).
@@ -133,14 +132,9 @@ impl StrategyResult {
 /// The real-BuildKit cluster: K+1 daemons, the first K as pods.
 struct World<'a> {
     env: &'a Env,
-    kit: RealBuildkit,
-    sim: Sim,
+    real: RealCluster,
     work: Workload,
     dir: tempfile::TempDir,
-}
-
-fn pod_name(i: usize) -> String {
-    format!("buildkitd-{i}")
 }
 
 fn image_name(i: usize) -> String {
@@ -149,32 +143,13 @@ fn image_name(i: usize) -> String {
 
 impl<'a> World<'a> {
     fn start(env: &'a Env, work: Workload) -> Result<World<'a>> {
-        let kit = RealBuildkit::start(FixtureOptions {
-            daemons: work.pods + 1,
-            registry_users: Vec::new(),
-        })
-        .map_err(|e| anyhow::anyhow!("{e}: the affinity section needs the real BuildKit"))?;
-        eprintln!(
-            "bench:   affinity: {} dockerd started in {:.1}s",
-            work.pods + 1,
-            kit.started_in().as_secs_f64()
-        );
-        let pods = (0..work.pods)
-            .map(|i| PodConfig::new(NS, &pod_name(i)).backed_by(&kit.daemons()[i]))
-            .collect();
-        let sim = Sim::start(SimConfig {
-            pods,
-            context_namespace: Some(NS.into()),
-            ..SimConfig::default()
-        })
-        .context("starting the simulated cluster with real builders")?;
+        let real = RealCluster::start("affinity", work.pods + 1, work.pods)?;
         let dir = tempfile::Builder::new()
             .prefix("bench-affinity-")
             .tempdir()?;
         let world = World {
             env,
-            kit,
-            sim,
+            real,
             work,
             dir,
         };
@@ -194,7 +169,7 @@ impl<'a> World<'a> {
         let dir = self.context(image);
         let src = dir.join("src");
         std::fs::create_dir_all(&src)?;
-        let base = self.kit.daemons()[0].busybox_image();
+        let base = self.real.kit.daemons()[0].busybox_image();
         std::fs::write(
             dir.join("Dockerfile"),
             format!(
@@ -224,30 +199,12 @@ impl<'a> World<'a> {
     }
 
     fn bytes_up(&self) -> u64 {
-        (0..=self.work.pods)
-            .map(|i| self.sim.stats(NS, &pod_name(i)).bytes_in)
-            .sum()
-    }
-
-    /// Empty every daemon's build cache (and the sources it kept).
-    async fn prune(&self) -> Result<()> {
-        for d in self.kit.daemons() {
-            let mut cmd = tokio::process::Command::from(d.docker());
-            cmd.args(["builder", "prune", "-af"]).kill_on_drop(true);
-            let (_, out) = run_timed(&mut cmd, "docker builder prune", BUILD_LIMIT).await?;
-            if !out.status.success() {
-                bail!(
-                    "docker builder prune failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-        }
-        Ok(())
+        self.real.bytes_up(self.work.pods + 1)
     }
 
     /// One build through the built-in client: on `pod`, or where the ring puts it.
     async fn build(&self, image: usize, how: Pick<'_>) -> Result<BuildResult> {
-        let mut cmd = self.env.plugin_with_kubeconfig(self.sim.kubeconfig());
+        let mut cmd = self.env.plugin_with_kubeconfig(self.real.sim.kubeconfig());
         cmd.args(["build", "--progress", "rawjson", "--network", "none"]);
         match how {
             Pick::Ring(algorithm) => {
@@ -288,7 +245,7 @@ impl<'a> World<'a> {
     }
 
     async fn run_strategy(&self, strategy: Strategy) -> Result<StrategyResult> {
-        self.prune().await?;
+        self.real.prune().await?;
         let mut result = StrategyResult::default();
         let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
         let mut next_rr = 0usize;
@@ -328,8 +285,9 @@ impl<'a> World<'a> {
     /// take the pod away again.
     async fn scale_up(&self, algorithm: &'static str) -> Result<(usize, usize)> {
         let k = self.work.pods;
-        self.sim
-            .upsert_pod(PodConfig::new(NS, &pod_name(k)).backed_by(&self.kit.daemons()[k]));
+        self.real
+            .sim
+            .upsert_pod(PodConfig::new(NS, &pod_name(k)).backed_by(&self.real.kit.daemons()[k]));
         let mut misses = 0;
         let outcome = async {
             for image in 0..self.work.images {
@@ -340,7 +298,7 @@ impl<'a> World<'a> {
             anyhow::Ok(())
         }
         .await;
-        self.sim.remove_pod(NS, &pod_name(k));
+        self.real.sim.remove_pod(NS, &pod_name(k));
         outcome?;
         Ok((misses, self.work.images))
     }
@@ -383,8 +341,9 @@ fn moved(algorithm: Algorithm, pods: usize, keys: &[String]) -> usize {
         .count()
 }
 
-fn median(v: &[u64]) -> f64 {
-    crate::table::median(&v.iter().map(|&b| b as f64).collect::<Vec<_>>())
+/// The mean: a rebuild's expected cost, misses included (a median hides them).
+fn mean(v: &[u64]) -> f64 {
+    v.iter().sum::<u64>() as f64 / v.len().max(1) as f64
 }
 
 pub async fn run(env: &Env) -> Result<Vec<Row>> {
@@ -454,12 +413,12 @@ async fn run_workload(env: &Env, work: Workload) -> Result<Vec<Row>> {
         );
         wall.peer_label = Some("random".into());
         rows.push(wall);
-        let share = 100.0 * median(&ours.rebuild_bytes) / work.context_bytes as f64;
+        let share = 100.0 * mean(&ours.rebuild_bytes) / work.context_bytes as f64;
         let mut bytes = Row::new(
             &format!("affinity.bytes.{algorithm}"),
-            &format!("bytes sent for a one-file rebuild, % of the {ctx_mib:.0} MiB context"),
+            &format!("mean bytes sent for a one-file rebuild, % of the {ctx_mib:.0} MiB context"),
             share,
-            Some(100.0 * median(&random.rebuild_bytes) / work.context_bytes as f64),
+            Some(100.0 * mean(&random.rebuild_bytes) / work.context_bytes as f64),
             Unit::Percent,
             Target::AtMost(2.0),
         );
@@ -527,7 +486,6 @@ async fn run_workload(env: &Env, work: Workload) -> Result<Vec<Row>> {
     );
     rr_wall.peer_label = Some("random".into());
     rows.push(rr_wall);
-    drop(world);
     Ok(rows)
 }
 

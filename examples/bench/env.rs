@@ -50,7 +50,7 @@ impl Opts {
                     println!(
                         "usage: bench [--quick|--tiny] [--only SECTION]... [--bin-dir DIR] [--no-build] [--kubectl PATH]\n\
                          sections: dispatch throughput memory concurrency ring (run by default)\n\
-                         \x20         affinity (real BuildKit, as root; only with --only)"
+                         \x20         client affinity (real BuildKit, as root; only with --only)"
                     );
                     std::process::exit(0);
                 }
@@ -202,18 +202,28 @@ impl Env {
     }
 
     fn clean_with(&self, program: &Path, kubeconfig: &Path) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::from(self.clean_std(program, kubeconfig));
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// A clean environment for `program`, as a std Command (for wait4-measured runs).
+    pub fn clean_std(&self, program: &Path, kubeconfig: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
         cmd.env_clear()
             .env("PATH", &self.path)
             .env("HOME", self.home.path())
             .env("KUBECONFIG", kubeconfig)
             .current_dir(self.home.path())
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
+            .stdin(std::process::Stdio::null());
         if let Some(t) = std::env::var_os("TMPDIR") {
             cmd.env("TMPDIR", t);
         }
         cmd
+    }
+
+    pub fn plugin_path(&self) -> PathBuf {
+        self.bin_dir.join("kubectl-buildkit")
     }
 
     pub fn plugin(&self) -> Command {

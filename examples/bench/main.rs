@@ -11,12 +11,14 @@
 //! missed target is a result, not a failure. See BENCHMARKS.md.
 
 mod affinity;
+mod client;
 mod concurrency;
 mod dispatch;
 mod echo;
 mod env;
 mod memory;
 mod procs;
+mod realcluster;
 mod ringbench;
 mod table;
 mod throughput;
@@ -80,13 +82,14 @@ async fn sections(env: &env::Env, only: &[String]) -> Result<Vec<table::Row>> {
         Box<dyn std::future::Future<Output = Result<Vec<table::Row>>> + 'a>,
     >;
     // (name, runs without --only, section)
-    let list: [(&str, bool, Section); 6] = [
+    let list: [(&str, bool, Section); 7] = [
         ("dispatch", true, |e| Box::pin(dispatch::run(e))),
         ("throughput", true, |e| Box::pin(throughput::run(e))),
         ("memory", true, |e| Box::pin(memory::run(e))),
         ("concurrency", true, |e| Box::pin(concurrency::run(e))),
         ("ring", true, |e| Box::pin(ringbench::run(e))),
         // Real BuildKit (root, dockerd): minutes of builds, so only when asked for.
+        ("client", false, |e| Box::pin(client::run(e))),
         ("affinity", false, |e| Box::pin(affinity::run(e))),
     ];
     for (name, by_default, f) in list {

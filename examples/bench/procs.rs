@@ -199,3 +199,64 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(total / hz)
 }
+
+/// What [`run_measured`] saw of a finished child.
+pub struct Measured {
+    pub wall: Duration,
+    pub success: bool,
+    /// The kernel's peak resident set size of the child (wait4's ru_maxrss), bytes.
+    pub peak_rss: u64,
+    pub stderr: String,
+}
+
+/// Run `cmd` to completion within `limit` and reap it with wait4, which hands back
+/// the child's peak RSS however short its life (no /proc sampling race).
+pub async fn run_measured(
+    mut cmd: std::process::Command,
+    what: &str,
+    limit: Duration,
+) -> Result<Measured> {
+    let err_file = tempfile::NamedTempFile::new()?;
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::from(err_file.reopen()?));
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {what}"))?;
+    let pid = child.id() as libc::pid_t;
+    let what = what.to_string();
+    let (status, rusage) = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut status = 0;
+            // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: pid is our own unreaped child; status and usage are valid.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if r == pid {
+                return Ok((status, usage));
+            }
+            if r < 0 {
+                bail!("wait4 on {what}: {}", std::io::Error::last_os_error());
+            }
+            if Instant::now() > deadline {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let mut status = 0;
+                // SAFETY: reaping our own child after SIGKILL.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                bail!("{what} did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+    .await??;
+    // The std Child is left unwaited on purpose: wait4 above reaped it.
+    drop(child);
+    Ok(Measured {
+        wall: start.elapsed(),
+        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        peak_rss: rusage.ru_maxrss as u64 * 1024,
+        stderr: std::fs::read_to_string(err_file.path()).unwrap_or_default(),
+    })
+}
