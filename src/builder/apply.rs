@@ -51,9 +51,10 @@ pub struct Applied {
 pub enum ApplyError {
     #[error(
         "cannot {verb} {resource} {name:?} in namespace {namespace} (403 Forbidden, context \
-         {context}): {message}; nothing was changed. Ask a cluster admin for `{verb}` (and \
-         `patch`) on {resource} in namespace {namespace}, or create the builder with an \
-         account that has them"
+         {context}): {message}; nothing was changed. Ask a cluster admin for {needs} on \
+         {resource} in namespace {namespace} (server-side apply needs `patch`, and `create` \
+         for a new object), or create the builder with an account that has them",
+        needs = needs(verb)
     )]
     Forbidden {
         verb: &'static str,
@@ -75,6 +76,14 @@ pub enum ApplyError {
         /// What was removed again, when a write failed half way.
         rollback: String,
     },
+}
+
+/// What to ask an admin for after a 403 on `verb`.
+fn needs(verb: &str) -> String {
+    match verb {
+        "create" => "`create` and `patch`".into(),
+        other => format!("`{other}`"),
+    }
 }
 
 /// `statefulsets.apps`, as the API server names a resource.
