@@ -1,11 +1,22 @@
-//! Command-line declarations (clap). No behaviour here: commands live in src/commands.
+//! Command-line declarations (clap), and their translation into the library's plain
+//! option structs. No behaviour here: commands live in src/commands. The only module
+//! (with completion) that knows clap.
+
+mod build;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::ring::Algorithm;
+use anyhow::Context as _;
+use kubectl_buildkit::builder::spec::{self, BuilderSpec, Subject};
+use kubectl_buildkit::cluster::ClusterOptions;
+use kubectl_buildkit::ring::Algorithm;
+use kubectl_buildkit::selection::{SelectionOptions, DEFAULT_SELECTOR};
+use kubectl_buildkit::tunnel::{TransportKind, TunnelOptions};
+
+pub use build::BuildFlags;
 
 /// Environment variables every subcommand that talks to the cluster reads (as kubectl
 /// does), for the end of each one's help.
@@ -99,7 +110,7 @@ pub struct SelectionFlags {
         short = 'l',
         long = "selector",
         visible_alias = "kube-pod-selector",
-        default_value = "app=buildkitd",
+        default_value = DEFAULT_SELECTOR,
         value_name = "SELECTOR"
     )]
     pub selector: String,
@@ -116,8 +127,8 @@ pub struct SelectionFlags {
     )]
     pub hash_key: Option<String>,
     /// How keys map to pods
-    #[arg(long, value_enum, default_value_t = Algorithm::Classic)]
-    pub algorithm: Algorithm,
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Classic)]
+    pub algorithm: AlgorithmArg,
     /// Use this pod; no hashing
     #[arg(long, value_name = "NAME")]
     pub pod: Option<String>,
@@ -151,6 +162,69 @@ pub struct TunnelFlags {
 pub enum TunnelKind {
     Exec,
     PortForward,
+}
+
+/// `--algorithm`: the ring's algorithms, as the command line names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlgorithmArg {
+    /// The original wrapper's ring (serialx/hashring 2019): 120 points per pod.
+    Classic,
+    /// docker buildx's sticky ring (serialx/hashring 2020): one point per pod.
+    Buildx,
+    /// Rendezvous (highest random weight) hashing: no ring, minimal movement.
+    Rendezvous,
+}
+
+impl From<AlgorithmArg> for Algorithm {
+    fn from(a: AlgorithmArg) -> Self {
+        match a {
+            AlgorithmArg::Classic => Algorithm::Classic,
+            AlgorithmArg::Buildx => Algorithm::Buildx,
+            AlgorithmArg::Rendezvous => Algorithm::Rendezvous,
+        }
+    }
+}
+
+impl KubeFlags {
+    /// How to reach the cluster, for the library.
+    pub fn options(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+            namespace: self.namespace.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+impl SelectionFlags {
+    /// How to choose pods, for the library (the hash key is the command's to find).
+    pub fn options(&self) -> SelectionOptions {
+        SelectionOptions {
+            selector: self.selector.clone(),
+            algorithm: self.algorithm.into(),
+            pod: self.pod.clone(),
+            include_unready: self.include_unready,
+        }
+    }
+}
+
+impl TunnelFlags {
+    /// How to reach the chosen pod, for the library; `container` comes with the
+    /// selection flags.
+    pub fn options(&self, container: Option<String>) -> TunnelOptions {
+        TunnelOptions {
+            kind: match self.kind {
+                TunnelKind::Exec => TransportKind::Exec,
+                TunnelKind::PortForward => TransportKind::PortForward,
+            },
+            remote_port: self.remote_port,
+            container,
+            max_failover: self.max_failover,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,7 +389,7 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub tunnel: TunnelFlags,
     #[command(flatten)]
-    pub build: crate::build::args::BuildFlags,
+    pub build: BuildFlags,
 }
 
 #[derive(Debug, Args)]
@@ -358,7 +432,7 @@ impl Command {
             _ => return,
         };
         if let Some(name) = &select.builder {
-            select.selector = crate::builder::spec::builder_selector(name);
+            select.selector = kubectl_buildkit::builder::spec::builder_selector(name);
         }
     }
 }
@@ -452,6 +526,66 @@ pub struct CreateArgs {
     pub output: Option<ObjectOutput>,
 }
 
+impl CreateArgs {
+    /// The builder the flags describe, in `namespace` (reads --config's file).
+    pub fn spec(&self, namespace: &str) -> anyhow::Result<BuilderSpec> {
+        spec::check_name(&self.name)?;
+        let mut s = BuilderSpec::new(&self.name, namespace);
+        s.replicas = self.replicas;
+        s.rootless = !self.rootful;
+        s.image = self
+            .image
+            .clone()
+            .unwrap_or_else(|| spec::default_image(s.rootless));
+        for kv in &self.node_selector {
+            let (k, v) = spec::parse_key_value("--node-selector", kv)?;
+            s.node_selector.insert(k, v);
+        }
+        s.tolerations = self
+            .toleration
+            .iter()
+            .map(|t| spec::parse_toleration(t))
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(r) = &self.requests {
+            s.requests = spec::parse_resources("--requests", r)?;
+        }
+        if let Some(l) = &self.limits {
+            s.limits = spec::parse_resources("--limits", l)?;
+        }
+        if self.cache_size != "0" {
+            spec::check_quantity("--cache-size", &self.cache_size)?;
+            s.cache_size = Some(self.cache_size.clone());
+        } else if self.storage_class.is_some() {
+            anyhow::bail!(
+                "--storage-class needs --cache-size SIZE (a cache volume to put in that class)"
+            );
+        }
+        s.storage_class = self.storage_class.clone();
+        s.port_forward_port = self.port_forward_port;
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "cannot read --config {}: give a buildkitd.toml file",
+                    path.display()
+                )
+            })?;
+            s.config = Some(text);
+        }
+        s.rbac = !self.no_rbac;
+        s.subjects
+            .extend(self.bind_user.iter().map(|u| Subject::User(u.clone())));
+        s.subjects
+            .extend(self.bind_group.iter().map(|g| Subject::Group(g.clone())));
+        for sa in &self.bind_serviceaccount {
+            s.subjects.push(spec::parse_service_account(sa, namespace)?);
+        }
+        if self.no_rbac && !s.subjects.is_empty() {
+            anyhow::bail!("--bind-user/--bind-group/--bind-serviceaccount need the RoleBinding that --no-rbac turns off: drop one of them");
+        }
+        Ok(s)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// The builder's name
@@ -518,6 +652,57 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(line: &str) -> Box<CreateArgs> {
+        let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+        match cli.command {
+            Command::Create(a) => a,
+            _ => panic!("create"),
+        }
+    }
+
+    #[test]
+    fn flags_become_the_spec() {
+        let a = args("kubectl-buildkit create fast --replicas 3 --rootful --node-selector pool=build \
+                      --toleration gpu:NoSchedule --requests cpu=1 --limits memory=2Gi \
+                      --cache-size 10Gi --storage-class ssd --port-forward-port 9999 \
+                      --bind-user alice --bind-group devs --bind-serviceaccount ci:runner --dry-run=client -o yaml");
+        let s = a.spec("bk").unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.namespace.as_str(), s.replicas),
+            ("fast", "bk", 3)
+        );
+        assert!(!s.rootless);
+        assert_eq!(s.image, "moby/buildkit:v0.23.2");
+        assert_eq!(s.node_selector["pool"], "build");
+        assert_eq!(s.cache_size.as_deref(), Some("10Gi"));
+        assert_eq!(s.subjects.len(), 3);
+        assert_eq!(s.port_forward_port, 9999);
+        assert_eq!(a.dry_run, DryRun::Client);
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let s = args("kubectl-buildkit create").spec("default").unwrap();
+        assert_eq!(s.name, "buildkitd");
+        assert_eq!(s.replicas, 1);
+        assert!(s.cache_size.is_none());
+        assert!(args("kubectl-buildkit create Bad").spec("d").is_err());
+        assert!(args("kubectl-buildkit create --storage-class x")
+            .spec("d")
+            .is_err());
+        assert!(args("kubectl-buildkit create --no-rbac --bind-user a")
+            .spec("d")
+            .is_err());
+        assert!(args("kubectl-buildkit create --cache-size lots")
+            .spec("d")
+            .is_err());
+        assert!(Cli::try_parse_from(["kubectl-buildkit", "create", "--replicas", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["kubectl-buildkit", "create", "--dry-run=maybe"]).is_err());
+        let a = args("kubectl-buildkit create --wait=false --dry-run");
+        assert!(!a.wait);
+        assert_eq!(a.dry_run, DryRun::Client);
+    }
 
     #[test]
     fn durations_like_kubectl() {

@@ -5,13 +5,13 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::builder::{remove, spec};
 use crate::cli::{KubeFlags, RmArgs};
-use crate::cluster::Cluster;
+use kubectl_buildkit::builder::{remove, spec};
+use kubectl_buildkit::cluster::Cluster;
 
 pub async fn run(kube: &KubeFlags, args: &RmArgs) -> Result<i32> {
     spec::check_name(&args.name)?;
-    let cluster = Cluster::connect(kube).await?;
+    let cluster = Cluster::connect(&kube.options()).await?;
     let wait = args.wait.then_some(args.timeout);
     let removed = remove::remove(
         &cluster,
@@ -26,7 +26,7 @@ pub async fn run(kube: &KubeFlags, args: &RmArgs) -> Result<i32> {
         writeln!(out, "{name} deleted")?;
     }
     if !removed.kept_claims.is_empty() {
-        crate::log::note(format!(
+        kubectl_buildkit::log::note(format!(
             "kept the cache volumes ({}): `create {}` again finds its cache; \
              `rm {} --delete-cache` deletes them",
             removed.kept_claims.join(", "),

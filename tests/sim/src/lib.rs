@@ -13,6 +13,7 @@ mod kubeconfig;
 pub mod objects;
 mod portforward;
 mod programs;
+pub mod realkit;
 mod resources;
 pub mod selector;
 mod server;
