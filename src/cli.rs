@@ -500,6 +500,9 @@ pub struct CreateArgs {
     /// Make no Role or RoleBinding
     #[arg(long)]
     pub no_rbac: bool,
+    /// Create the namespace first when it does not exist (`rm` never deletes it)
+    #[arg(long)]
+    pub create_namespace: bool,
     /// Let this user build (a RoleBinding subject; repeatable)
     #[arg(long, value_name = "NAME")]
     pub bind_user: Vec<String>,

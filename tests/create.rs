@@ -26,11 +26,15 @@ fn cluster(users: Vec<UserConfig>) -> Sim {
 
 /// The real kubectl as admin, with its own HOME (discovery cache).
 fn kubectl(sim: &Sim, home: &Home, args: &[&str]) -> Value {
+    kubectl_in(sim, home, NS, args)
+}
+
+fn kubectl_in(sim: &Sim, home: &Home, ns: &str, args: &[&str]) -> Value {
     let out = Command::new(KUBECTL)
         .env_clear()
         .env("HOME", home.path().join("kubectl-home"))
         .env("KUBECONFIG", sim.kubeconfig())
-        .args(["--context", "admin", "-n", NS, "-o", "json", "get"])
+        .args(["--context", "admin", "-n", ns, "-o", "json", "get"])
         .args(args)
         .output()
         .expect("kubectl runs");
@@ -494,4 +498,71 @@ fn the_readme_sets_up_with_create_and_keeps_the_yaml_path() {
         "{first_code}"
     );
     assert!(section.contains("kubectl apply --server-side -f example/k8s_buildkitd/"));
+}
+
+#[test]
+fn create_namespace_makes_it_and_a_refused_builder_takes_it_away_again() {
+    let sim = cluster(vec![
+        UserConfig::admin(),
+        UserConfig::new(
+            "nosts",
+            vec![Rule::new(
+                &["*"],
+                &["namespaces", "services", "roles", "pods"],
+            )],
+        ),
+    ]);
+    let home = Home::new();
+    let out = create(
+        &sim,
+        &home,
+        &["-n", "fresh", "--create-namespace", "--timeout", "30s"],
+    );
+    assert!(
+        ok(&out).starts_with("namespace/fresh created\n"),
+        "{}",
+        stdout(&out)
+    );
+    let namespaces = |sim: &Sim| -> Vec<String> {
+        items(&kubectl(sim, &home, &["namespaces"]))
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(namespaces(&sim).contains(&"fresh".to_string()));
+    let sts = kubectl_in(&sim, &home, "fresh", &["statefulset", "buildkitd"]);
+    assert_eq!(sts["status"]["readyReplicas"], 1);
+    // Again: the namespace exists, nothing to say about it.
+    let out = create(&sim, &home, &["-n", "fresh", "--create-namespace"]);
+    assert!(!ok(&out).contains("namespace/"), "{}", stdout(&out));
+    // A builder the user may not make: the namespace made for it goes again.
+    let out = create(
+        &sim,
+        &home,
+        &["--context", "nosts", "-n", "other", "--create-namespace"],
+    );
+    fails_with(&out, 1, &["statefulsets.apps", "namespace other", "403"]);
+    assert!(
+        !namespaces(&sim).contains(&"other".to_string()),
+        "{:?}",
+        namespaces(&sim)
+    );
+    // --dry-run=client shows the Namespace first.
+    let yaml = ok(&run(plugin(None, &home).args([
+        "create",
+        "-n",
+        "x",
+        "--create-namespace",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ])));
+    let docs = yaml_docs(&yaml);
+    assert_eq!(
+        (
+            docs[0]["kind"].as_str(),
+            docs[0]["metadata"]["name"].as_str()
+        ),
+        (Some("Namespace"), Some("x"))
+    );
 }

@@ -382,3 +382,60 @@ pub async fn prune(cluster: &Cluster, obj: &BuilderObject, builder: &str) -> any
         .map_err(|e| cluster.explain(&format!("deleting {}", obj.display_name()), e))?;
     Ok(true)
 }
+
+/// Make the builder's namespace when it is missing (`--create-namespace`): a plain
+/// create, so `create` on namespaces is all it needs. Never removed by `rm`.
+pub async fn ensure_namespace(cluster: &Cluster, dry_run: bool) -> Result<Change, ApplyError> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let name = cluster.namespace.clone();
+    // May we look? A 403 here just means we try to create it.
+    if let Ok(Some(_)) = timed(cluster, api.get_opt(&name)).await {
+        return Ok(Change::Unchanged);
+    }
+    let ns = Namespace {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Namespace::default()
+    };
+    let pp = kube::api::PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    match timed(cluster, api.create(&pp, &ns)).await {
+        Ok(_) => Ok(Change::Created),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Change::Unchanged),
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(ApplyError::Forbidden {
+            verb: "create",
+            resource: "namespaces".into(),
+            name: name.clone(),
+            namespace: name,
+            context: cluster.context.clone(),
+            message: s.message.clone(),
+        }),
+        Err(e) => Err(ApplyError::Other {
+            source: cluster.explain(&format!("creating namespace {name}"), e),
+            what: "--create-namespace".into(),
+            rollback: String::new(),
+        }),
+    }
+}
+
+/// Undo `ensure_namespace` after the builder failed (best effort, with a warning).
+pub async fn remove_namespace(cluster: &Cluster) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    if let Err(e) = timed(
+        cluster,
+        api.delete(&cluster.namespace, &DeleteParams::default()),
+    )
+    .await
+    {
+        crate::log::warn(format!(
+            "could not delete namespace {} again, which this run created: {e}",
+            cluster.namespace
+        ));
+    }
+}

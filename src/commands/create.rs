@@ -77,10 +77,15 @@ pub async fn run(kube: &KubeFlags, args: &CreateArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     if args.dry_run == DryRun::Client {
         let spec = args.spec(&offline_namespace(kube).await)?;
-        let objects: Vec<Value> = manifest::objects(&spec)
+        let mut objects: Vec<Value> = manifest::objects(&spec)
             .iter()
             .map(serde_json::to_value)
             .collect::<Result<_, _>>()?;
+        if args.create_namespace {
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                            "metadata": {"name": spec.namespace}});
+            objects.insert(0, ns);
+        }
         match args.output {
             Some(f) => print_objects(&mut out, f, &objects)?,
             None => {
@@ -95,7 +100,23 @@ pub async fn run(kube: &KubeFlags, args: &CreateArgs) -> Result<i32> {
     let spec = args.spec(&cluster.namespace)?;
     let objects = manifest::objects(&spec);
     let server_dry_run = args.dry_run == DryRun::Server;
-    let applied: Vec<Applied> = apply::apply(&cluster, &objects, server_dry_run).await?;
+    let mut made_namespace = false;
+    if args.create_namespace {
+        let change = apply::ensure_namespace(&cluster, server_dry_run).await?;
+        made_namespace = change == apply::Change::Created && !server_dry_run;
+        if made_namespace && args.output.is_none() {
+            writeln!(out, "namespace/{} created", cluster.namespace)?;
+        }
+    }
+    let applied: Vec<Applied> = match apply::apply(&cluster, &objects, server_dry_run).await {
+        Ok(a) => a,
+        Err(e) => {
+            if made_namespace {
+                apply::remove_namespace(&cluster).await;
+            }
+            return Err(e.into());
+        }
+    };
     match args.output {
         Some(f) => {
             let objs: Vec<Value> = applied.iter().map(|a| a.object.clone()).collect();

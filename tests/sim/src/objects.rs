@@ -493,6 +493,11 @@ impl ObjectStore {
         }
     }
 
+    /// Remove every object in a namespace.
+    pub fn delete_namespace(&mut self, ns: &str) {
+        self.objects.retain(|(_, n, _), _| n != ns);
+    }
+
     /// Remove an object, returning it.
     pub fn delete(&mut self, kind: &Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
         self.objects

@@ -52,7 +52,9 @@ fn parse(method: &Method, path: &str) -> Option<Target> {
         // GETs of namespaces stay with the server's own handlers.
         ["api", "v1", "namespaces"] if method == Method::POST => Target::Namespaces,
         ["api", "v1", "namespaces"] => return None,
-        ["api", "v1", "namespaces", name] if method == Method::PATCH => {
+        ["api", "v1", "namespaces", name]
+            if method == Method::PATCH || method == Method::DELETE =>
+        {
             Target::Namespace(owned(name))
         }
         ["openapi", "v3"] => Target::OpenApiIndex,
@@ -258,6 +260,29 @@ pub async fn answer(req: Request<Incoming>, ctx: &Ctx) -> Resp {
                 return unsupported_patch();
             }
             namespace_write(ctx, &name, &obj, true, dry_run)
+        }
+        (Target::Namespace(name), Method::DELETE) => {
+            let a = Attributes {
+                verb: "delete",
+                resource: "namespaces",
+                namespace: None,
+                name: Some(&name),
+            };
+            if let Some(r) = auth::refusal(&ctx.user, &a) {
+                return r;
+            }
+            if !ctx.state.has_namespace(&name) {
+                return status::not_found("namespaces", &name);
+            }
+            if !dry_run {
+                // At once, with everything in it (no Terminating phase, no finalizers).
+                for p in ctx.state.pods(Some(&name)) {
+                    ctx.state.remove_pod(&name, &p.cfg.name);
+                }
+                ctx.state.workloads.store().delete_namespace(&name);
+                ctx.state.remove_namespace(&name);
+            }
+            json_ok(&crate::api::namespace(&name, ctx.state.started))
         }
         _ => status::method_not_allowed(),
     }

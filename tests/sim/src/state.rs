@@ -156,6 +156,10 @@ impl State {
         lock(&self.inner).namespaces.insert(ns.to_string())
     }
 
+    pub fn remove_namespace(&self, ns: &str) {
+        lock(&self.inner).namespaces.remove(ns);
+    }
+
     /// The runtime the cluster's background work runs on.
     pub fn handle(&self) -> &Handle {
         &self.handle
