@@ -16,10 +16,14 @@
 //!   ([`tunnel::Tunnel`]).
 //! - [`build`]: flags + skaffold's environment -> one build spec -> argv for buildctl or
 //!   docker. Pure.
+//! - [`builder`]: `create`/`rm`: a builder's objects from a plain
+//!   [`builder::spec::BuilderSpec`] (pure), server-side applied all or nothing, its pods
+//!   waited for; removal by label.
 //! - [`process`]: child processes and the signals they must see.
 //! - [`output`], [`log`], [`progress`]: what goes to stdout and stderr.
 
 pub mod build;
+pub mod builder;
 pub mod cluster;
 pub mod log;
 pub mod names;
