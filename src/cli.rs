@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use kubectl_buildkit::cluster::ClusterOptions;
+use kubectl_buildkit::duration::parse_request_timeout;
 use kubectl_buildkit::ring::Algorithm;
 use kubectl_buildkit::selection::{SelectionOptions, DEFAULT_SELECTOR};
 use kubectl_buildkit::tunnel::{TransportKind, TunnelOptions};
@@ -89,8 +90,9 @@ pub struct KubeFlags {
     /// Namespace of the buildkitd pods (default: the context's, else "default")
     #[arg(short = 'n', long, global = true, value_name = "NAME")]
     pub namespace: Option<String>,
-    /// How long to wait for each API request: 0 (no limit), or a duration like 5s, 1m, 1h
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    /// How long to wait for each API request: 0 (no limit), a number of seconds, or a
+    /// duration as kubectl takes it (5s, 1m30s, 1.5h, 300ms)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_request_timeout)]
     pub request_timeout: Option<Duration>,
     /// More detail on stderr (repeat for more: -v, -vv, -vvv)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
@@ -397,65 +399,9 @@ pub struct VersionArgs {
     pub output: VersionOutput,
 }
 
-/// kubectl's duration syntax: a bare number is seconds; else a sequence of
-/// number+unit with units h, m, s, ms. "0" means no limit.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let bad = || {
-        format!("invalid duration {s:?}: use a number of seconds or a duration like 30s, 2m, 1h")
-    };
-    if s.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = Duration::try_from_secs_f64(value * unit)
-            .ok()
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(|| format!("duration {s:?} is too long"))?;
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_like_kubectl() {
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["", "s", "5x", "-1s", "1.2.3s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn global_flags_before_or_after_the_subcommand() {
@@ -493,50 +439,5 @@ mod tests {
         assert_eq!(cli.kube.verbose, 3);
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-}
-
-#[cfg(test)]
-mod duration_proptests {
-    use super::parse_duration;
-    use proptest::prelude::*;
-    use std::time::Duration;
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
-        /// Anything at all: an answer or an error, never a panic (huge values included).
-        #[test]
-        fn never_panics(s in "\\PC{0,40}", digits in "[0-9.]{1,40}", unit in "(h|m|s|ms|x|)") {
-            let _ = parse_duration(&s);
-            let _ = parse_duration(&format!("{digits}{unit}"));
-            let _ = parse_duration(&format!("{digits}{unit}{digits}{unit}"));
-        }
-
-        /// Valid durations round-trip: h, m, s, ms in kubectl's order, or bare seconds.
-        #[test]
-        fn valid_durations_round_trip(h in 0u64..10_000, m in 0u64..60, sec in 0u64..60, ms in 0u64..1000, bare in any::<u64>()) {
-            let want = Duration::from_secs(h * 3600 + m * 60 + sec) + Duration::from_millis(ms);
-            prop_assert_eq!(parse_duration(&format!("{h}h{m}m{sec}s{ms}ms")).unwrap(), want);
-            prop_assert_eq!(parse_duration(&format!("{sec}s")).unwrap(), Duration::from_secs(sec));
-            prop_assert_eq!(parse_duration(&bare.to_string()).unwrap(), Duration::from_secs(bare));
-        }
-    }
-
-    #[test]
-    fn every_millisecond_count_is_exact() {
-        for ms in 0..1000u64 {
-            let want = Duration::from_millis(ms);
-            assert_eq!(parse_duration(&format!("{ms}ms")).unwrap(), want);
-            let full = Duration::from_secs(3 * 3600 + 59) + want;
-            assert_eq!(parse_duration(&format!("3h0m59s{ms}ms")).unwrap(), full);
-        }
-    }
-
-    #[test]
-    fn too_long_is_an_error_not_a_panic() {
-        for s in ["99999999999999999999s", "18446744073709551615s1s", "1e400s"] {
-            assert!(parse_duration(s).is_err(), "{s}");
-        }
     }
 }
