@@ -58,6 +58,9 @@ pub struct State {
     users: Vec<UserConfig>,
     counters: Mutex<HashMap<(String, String), Arc<Counters>>>,
     requests: Mutex<Vec<RequestRecord>>,
+    /// "METHOD PATH" of every request as it arrives, before any latency fault: what a
+    /// test waits for to know a client is waiting on the server.
+    arrivals: Mutex<Vec<String>>,
     me: Weak<State>,
 }
 
@@ -120,6 +123,7 @@ impl State {
             users,
             counters: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            arrivals: Mutex::new(Vec::new()),
             me: me.clone(),
         });
         for pod in &cfg.pods {
@@ -322,5 +326,13 @@ impl State {
 
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.requests).clone()
+    }
+
+    pub fn arrived(&self, method: &str, path: &str) {
+        lock(&self.arrivals).push(format!("{method} {path}"));
+    }
+
+    pub fn arrivals(&self) -> Vec<String> {
+        lock(&self.arrivals).clone()
     }
 }
