@@ -84,14 +84,22 @@ fn load_kubeconfig(flag: Option<&Path>) -> Result<(Kubeconfig, String)> {
     }
 }
 
+/// One kubeconfig file. Relative paths in it (certificate-authority, client-certificate,
+/// client-key, tokenFile, an exec plugin's command with a '/') are rebased on the file's
+/// own directory, as kubectl does: kube's `read_from` does that, `from_yaml` does not.
 fn read_one(path: &Path) -> Result<Kubeconfig> {
-    let text = std::fs::read_to_string(path)
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // UTF-8 text, or a clear "cannot read" (kube alone would also decode UTF-16).
+    std::fs::read_to_string(&absolute)
         .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-    Kubeconfig::from_yaml(&text).map_err(|e| {
-        anyhow!(
+    Kubeconfig::read_from(&absolute).map_err(|e| match e {
+        kube::config::KubeconfigError::ReadConfig(io, _) => {
+            anyhow!("cannot read kubeconfig {}: {io}", path.display())
+        }
+        e => anyhow!(
             "kubeconfig {} is not valid: {e}; fix the file or pass another --kubeconfig",
             path.display()
-        )
+        ),
     })
 }
 
