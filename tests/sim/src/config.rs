@@ -55,6 +55,13 @@ pub struct PodConfig {
     /// Age, turned into creationTimestamp.
     pub age_seconds: u64,
     pub faults: PodFaults,
+    /// Back this pod with a REAL BuildKit: the index of a daemon of the real-BuildKit
+    /// fixture that the `kube-sim` binary starts for the config (see realkit). The
+    /// binary turns it into `docker_socket`.
+    pub real_buildkit_daemon: Option<usize>,
+    /// Back this pod with the BuildKit of the dockerd on this unix socket: its exec of
+    /// `buildctl dial-stdio` and its port 1234 are bridged to `POST /grpc` (h2c) there.
+    pub docker_socket: Option<std::path::PathBuf>,
 }
 
 impl Default for PodConfig {
@@ -73,6 +80,8 @@ impl Default for PodConfig {
             restarts: 0,
             age_seconds: 3600,
             faults: PodFaults::default(),
+            real_buildkit_daemon: None,
+            docker_socket: None,
         }
     }
 }
@@ -85,6 +94,12 @@ impl PodConfig {
             namespace: namespace.into(),
             ..PodConfig::default()
         }
+    }
+
+    /// Builder: back this pod with a real dockerd's BuildKit (see [`crate::realkit`]).
+    pub fn backed_by(mut self, daemon: &crate::realkit::Dockerd) -> Self {
+        self.docker_socket = Some(daemon.socket().to_path_buf());
+        self
     }
 
     /// Builder: replace the labels.

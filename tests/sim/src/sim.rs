@@ -26,6 +26,7 @@ pub struct Sim {
 impl Sim {
     /// Start serving on 127.0.0.1 (a free port) and write the kubeconfig.
     pub fn start(cfg: SimConfig) -> anyhow::Result<Sim> {
+        crate::realkit::check_attached(&cfg)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("kube-sim")

@@ -294,11 +294,14 @@ impl State {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let faults = self
-            .pod(namespace, name)
-            .map(|p| p.cfg.faults)
-            .unwrap_or_default();
+        let pod = self.pod(namespace, name);
         let counters = self.counters(namespace, name);
+        if let Some(socket) = pod.as_ref().and_then(|p| p.cfg.docker_socket.clone()) {
+            return self
+                .handle
+                .spawn(crate::realkit::bridge::serve(stream, socket, counters));
+        }
+        let faults = pod.map(|p| p.cfg.faults).unwrap_or_default();
         if let Some(n) = faults.mute_drop_after_bytes {
             return self
                 .handle

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use kube_sim::{Sim, SimConfig};
+use kube_sim::{realkit, Sim, SimConfig};
 
 const USAGE: &str = "usage: kube-sim --config FILE.yaml [--kubeconfig-out PATH]";
 
@@ -60,8 +60,23 @@ fn run() -> anyhow::Result<()> {
     let args = parse_args()?;
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let cfg: SimConfig = serde_yaml::from_str(&text)
+    let mut cfg: SimConfig = serde_yaml::from_str(&text)
         .with_context(|| format!("parsing {}", args.config.display()))?;
+    // Pods with `real_buildkit_daemon: N` get a real BuildKit: start the fixture
+    // (stopped when this process ends, however it ends).
+    let kit = match realkit::daemons_named(&cfg) {
+        0 => None,
+        daemons => Some(
+            realkit::RealBuildkit::start(realkit::FixtureOptions {
+                daemons,
+                registry_users: Vec::new(),
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+    };
+    if let Some(kit) = &kit {
+        realkit::attach(&mut cfg, kit)?;
+    }
     let sim = Sim::start(cfg)?;
     let kubeconfig = match &args.kubeconfig_out {
         Some(path) => {
@@ -74,6 +89,17 @@ fn run() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "kubeconfig: {}", kubeconfig.display())?;
     writeln!(out, "server: {}", sim.url())?;
+    if let Some(kit) = &kit {
+        for (i, d) in kit.daemons().iter().enumerate() {
+            writeln!(
+                out,
+                "real buildkit daemon {i}: DOCKER_HOST={}",
+                d.docker_host()
+            )?;
+        }
+        writeln!(out, "realkit dir: {}", kit.dir().display())?;
+        writeln!(out, "registry: {}", kit.registry().host())?;
+    }
     out.flush()?;
     drop(out);
 
@@ -89,6 +115,7 @@ fn run() -> anyhow::Result<()> {
         Ok::<_, std::io::Error>(())
     })?;
     sim.shutdown();
+    drop(kit);
     if let Some(path) = &args.kubeconfig_out {
         let _ = std::fs::remove_file(path);
     }
