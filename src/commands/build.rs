@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use tokio::process::Command;
 
+use super::{describe_choice, tunnel_reporter};
 use crate::cli::{BuildArgs, KubeFlags};
 use kubectl_buildkit::build::options::BuildClient;
 use kubectl_buildkit::build::spec::{BuildSpec, Export};
@@ -109,8 +110,10 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
                         "connecting to pod {chosen} via {}",
                         options.kind.name()
                     ));
+                    describe_choice(&sel, &tunnel::transport_for(&sel, &options)?);
+                    let report = tunnel_reporter(false);
                     let tunnel =
-                        tunnel::open(&cluster, &sel, &options, &Listen::Auto, false).await?;
+                        tunnel::open(&cluster, &sel, &options, &Listen::Auto, report).await?;
                     anyhow::Ok((cluster, sel, tunnel))
                 })
                 .await;

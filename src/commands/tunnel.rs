@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use super::{describe_choice, tunnel_reporter};
 use crate::cli::{KubeFlags, TunnelArgs};
 use kubectl_buildkit::cluster::Cluster;
 use kubectl_buildkit::process::{self, Signals};
@@ -29,7 +30,9 @@ pub async fn run(kube: &KubeFlags, args: &TunnelArgs) -> Result<i32> {
             );
             let sel = selection::select_one(&cluster, &args.select.options(), key).await?;
             let options = args.tunnel.options(args.select.container.clone());
-            let tunnel = tunnel::open(&cluster, &sel, &options, &listen, true).await?;
+            describe_choice(&sel, &tunnel::transport_for(&sel, &options)?);
+            let tunnel =
+                tunnel::open(&cluster, &sel, &options, &listen, tunnel_reporter(true)).await?;
             anyhow::Ok((sel, tunnel))
         })
         .await;
