@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub use kube_sim::harness::{self, kubectl, wait_deadline, CHILD_DEADLINE};
+pub use kube_sim::harness::{
+    self, finish_within, kubectl, wait_deadline, wait_within, CHILD_DEADLINE,
+};
 pub use kube_sim::{PodConfig, PodFaults, Rule, ServerFaults, Sim, SimConfig, UserConfig};
 
 pub const NS: &str = "buildkit";

@@ -44,6 +44,22 @@ pub fn kubectl(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// In a test fn: the kubectl on PATH, or return from the test (see [`kubectl`]).
+#[macro_export]
+macro_rules! require_kubectl {
+    () => {
+        match $crate::harness::kubectl(concat!(module_path!(), " line ", line!())) {
+            Some(kubectl) => kubectl,
+            None => return,
+        }
+    };
+}
+
+/// The kubectl on PATH for a test that checked with [`require_kubectl!`].
+pub fn kubectl_on_path() -> PathBuf {
+    on_path("kubectl").expect("kubectl on PATH (the test checks with require_kubectl!)")
+}
+
 /// Wait for `child` until `limit`; None when it is still running then.
 pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
@@ -90,6 +106,65 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         status,
         stdout: out_t.join().unwrap_or_default(),
         stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+/// The output of an already spawned `child` (stdout/stderr piped or not) within
+/// `limit`; past it the child is killed and the test fails.
+#[track_caller]
+pub fn finish_within(mut child: Child, limit: Duration) -> Output {
+    let out_t = child
+        .stdout
+        .take()
+        .map(|p| std::thread::spawn(move || read_all(p)));
+    let err_t = child
+        .stderr
+        .take()
+        .map(|p| std::thread::spawn(move || read_all(p)));
+    let Some(status) = wait_deadline(&mut child, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let err = err_t
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        panic!(
+            "hang: child still running after {limit:?}; stderr so far: {}",
+            String::from_utf8_lossy(&err)
+        );
+    };
+    Output {
+        status,
+        stdout: out_t
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default(),
+        stderr: err_t
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default(),
+    }
+}
+
+/// Wait for `child` within `limit`, or kill it and fail.
+#[track_caller]
+pub fn wait_within(child: &mut Child, limit: Duration) -> ExitStatus {
+    match wait_deadline(child, limit) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hang: child still running after {limit:?}");
+        }
+    }
+}
+
+/// `.output_bounded()` on a `Command`: [`run_bounded`] with [`CHILD_DEADLINE`].
+pub trait OutputBounded {
+    fn output_bounded(&mut self) -> Output;
+}
+
+impl OutputBounded for Command {
+    #[track_caller]
+    fn output_bounded(&mut self) -> Output {
+        run_bounded(self, CHILD_DEADLINE)
     }
 }
 
