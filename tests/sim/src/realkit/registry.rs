@@ -72,8 +72,12 @@ impl Registry {
                 .process_group(0)
                 .spawn()
                 .map_err(|e| fail(format!("running {}: {e}", program.display())))?;
-            reaper::record(dir, child.id())
-                .map_err(|e| fail(format!("writing the registry's pidfile: {e}")))?;
+            if let Err(e) = reaper::record(dir, child.id()) {
+                let mut child = child; // the reaper would not know it: stop it here
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("writing the registry's pidfile: {e}")));
+            }
             let mut reg = Registry {
                 addr,
                 users: users.to_vec(),
@@ -159,6 +163,75 @@ impl Registry {
             headers.push(("Authorization", &basic));
         }
         http::get_tcp(self.addr, path, &headers)
+    }
+
+    /// The image manifest of `repo:reference` (Docker v2 schema 2 or OCI), as JSON.
+    pub fn manifest(&self, repo: &str, reference: &str) -> std::io::Result<serde_json::Value> {
+        let a = self.get(
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[(
+                "Accept",
+                "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+            )],
+        )?;
+        if a.status != 200 {
+            return Err(std::io::Error::other(format!(
+                "GET manifest {repo}:{reference}: HTTP {}: {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            )));
+        }
+        serde_json::from_slice(&a.body).map_err(std::io::Error::other)
+    }
+
+    /// The blob `digest` of `repo`, checked against its digest.
+    pub fn blob(&self, repo: &str, digest: &str) -> std::io::Result<Vec<u8>> {
+        let a = self.get(&format!("/v2/{repo}/blobs/{digest}"), &[])?;
+        if a.status != 200 {
+            return Err(std::io::Error::other(format!(
+                "GET blob {repo}@{digest}: HTTP {}",
+                a.status
+            )));
+        }
+        use sha2::Digest;
+        let got = format!("sha256:{:x}", sha2::Sha256::digest(&a.body));
+        if got != digest {
+            return Err(std::io::Error::other(format!(
+                "blob {repo}@{digest} has digest {got}"
+            )));
+        }
+        Ok(a.body)
+    }
+
+    /// Every regular file of every layer of `repo:reference`, in layer order, as
+    /// (path without a leading `./` or `/`, contents). gzip layers are unpacked.
+    pub fn layer_files(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let manifest = self.manifest(repo, reference)?;
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        for layer in layers {
+            let digest = layer["digest"].as_str().unwrap_or_default();
+            let mut data = self.blob(repo, digest)?;
+            if data.starts_with(&[0x1f, 0x8b]) {
+                let mut plain = Vec::new();
+                let mut gz = flate2::read::GzDecoder::new(&data[..]);
+                std::io::Read::read_to_end(&mut gz, &mut plain)?;
+                data = plain;
+            }
+            let files = crate::standin::tar::files(&data).ok_or_else(|| {
+                std::io::Error::other(format!("layer {digest} of {repo}:{reference} is not a tar"))
+            })?;
+            out.extend(
+                files
+                    .into_iter()
+                    .map(|(name, body)| (name.trim_start_matches('/').to_string(), body.to_vec())),
+            );
+        }
+        Ok(out)
     }
 }
 
