@@ -5,6 +5,7 @@
 //! flows down this list; no module reaches up:
 //!
 //! - [`names`]: Kubernetes name rules (pods, namespaces, containers).
+//! - [`duration`]: `--request-timeout` values, as kubectl (Go) parses them.
 //! - [`ring`]: consistent hashing, key -> fallback order over pod names. Pure.
 //! - [`cluster`]: a kube client from the user's kubeconfig, like kubectl
 //!   ([`cluster::ClusterOptions`]), and the few API calls we make.
@@ -25,6 +26,7 @@
 pub mod build;
 pub mod builder;
 pub mod cluster;
+pub mod duration;
 pub mod log;
 pub mod names;
 pub mod output;

@@ -1,5 +1,6 @@
 //! kube-sim: a simulated Kubernetes cluster with buildkitd pods, for kubectl-buildkit's tests.
 pub mod buildkitd;
+pub mod harness;
 pub mod spdy;
 pub mod standin;
 pub mod stream;

@@ -135,6 +135,12 @@ impl Sim {
         self.state.requests()
     }
 
+    /// "METHOD PATH" of every HTTP request as it arrived, answered or not (a request
+    /// held by `api_latency_ms` is here before it is in [`Sim::requests`]).
+    pub fn arrivals(&self) -> Vec<String> {
+        self.state.arrivals()
+    }
+
     /// Stop serving and remove the kubeconfig (also done on drop).
     pub fn shutdown(self) {}
 

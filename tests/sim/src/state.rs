@@ -60,6 +60,9 @@ pub struct State {
     requests: Mutex<Vec<RequestRecord>>,
     /// StatefulSets, Services, ConfigMaps, claims, RBAC objects and their controller.
     pub workloads: crate::controller::Workloads,
+    /// "METHOD PATH" of every request as it arrives, before any latency fault: what a
+    /// test waits for to know a client is waiting on the server.
+    arrivals: Mutex<Vec<String>>,
     me: Weak<State>,
 }
 
@@ -123,6 +126,7 @@ impl State {
             counters: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             workloads: crate::controller::Workloads::new(cfg.controller.clone()),
+            arrivals: Mutex::new(Vec::new()),
             me: me.clone(),
         });
         for pod in &cfg.pods {
@@ -342,5 +346,13 @@ impl State {
 
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.requests).clone()
+    }
+
+    pub fn arrived(&self, method: &str, path: &str) {
+        lock(&self.arrivals).push(format!("{method} {path}"));
+    }
+
+    pub fn arrivals(&self) -> Vec<String> {
+        lock(&self.arrivals).clone()
     }
 }
