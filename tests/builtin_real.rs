@@ -31,6 +31,7 @@ fn path_without_buildctl() -> String {
 fn build(p: &Project, sim: &Sim) -> Command {
     let mut cmd = p.build(Some(sim));
     cmd.env("PATH", path_without_buildctl())
+        .env_remove("KUBECTL_BUILDKIT_CLI")
         .args(["--progress", "plain", "--network", "none"]);
     cmd
 }
@@ -447,7 +448,9 @@ fn bad_input_is_refused_before_any_connection() {
         ),
     ] {
         let mut cmd = p.build(Some(&sim));
-        cmd.env("PATH", path_without_buildctl()).args(&args);
+        cmd.env("PATH", path_without_buildctl())
+            .env_remove("KUBECTL_BUILDKIT_CLI")
+            .args(&args);
         let out = run(&mut cmd);
         let code = out.status.code();
         assert!(code == Some(1) || code == Some(2), "{args:?}: {code:?}");
