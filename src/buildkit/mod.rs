@@ -8,6 +8,7 @@
 //! - `fsutil`: the wire form of files (Go `FileMode` bits, the diffcopy protocol);
 //! - `patterns`: `.dockerignore` semantics for the daemon's include/exclude patterns.
 
+pub mod credentials;
 pub mod fsutil;
 pub mod patterns;
 pub mod session;
