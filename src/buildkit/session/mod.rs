@@ -4,5 +4,6 @@
 pub mod auth;
 mod export_sink;
 pub mod filesend;
+pub mod ssh;
 #[cfg(test)]
 pub mod test_transport;
