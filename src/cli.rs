@@ -1,11 +1,20 @@
-//! Command-line declarations (clap). No behaviour here: commands live in src/commands.
+//! Command-line declarations (clap), and their translation into the library's plain
+//! option structs. No behaviour here: commands live in src/commands. The only module
+//! (with completion) that knows clap.
+
+mod build;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::ring::Algorithm;
+use kubectl_buildkit::cluster::ClusterOptions;
+use kubectl_buildkit::ring::Algorithm;
+use kubectl_buildkit::selection::{SelectionOptions, DEFAULT_SELECTOR};
+use kubectl_buildkit::tunnel::{TransportKind, TunnelOptions};
+
+pub use build::BuildFlags;
 
 /// Environment variables every subcommand that talks to the cluster reads (as kubectl
 /// does), for the end of each one's help.
@@ -99,7 +108,7 @@ pub struct SelectionFlags {
         short = 'l',
         long = "selector",
         visible_alias = "kube-pod-selector",
-        default_value = "app=buildkitd",
+        default_value = DEFAULT_SELECTOR,
         value_name = "SELECTOR"
     )]
     pub selector: String,
@@ -112,8 +121,8 @@ pub struct SelectionFlags {
     )]
     pub hash_key: Option<String>,
     /// How keys map to pods
-    #[arg(long, value_enum, default_value_t = Algorithm::Classic)]
-    pub algorithm: Algorithm,
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Classic)]
+    pub algorithm: AlgorithmArg,
     /// Use this pod; no hashing
     #[arg(long, value_name = "NAME")]
     pub pod: Option<String>,
@@ -147,6 +156,69 @@ pub struct TunnelFlags {
 pub enum TunnelKind {
     Exec,
     PortForward,
+}
+
+/// `--algorithm`: the ring's algorithms, as the command line names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlgorithmArg {
+    /// The original wrapper's ring (serialx/hashring 2019): 120 points per pod.
+    Classic,
+    /// docker buildx's sticky ring (serialx/hashring 2020): one point per pod.
+    Buildx,
+    /// Rendezvous (highest random weight) hashing: no ring, minimal movement.
+    Rendezvous,
+}
+
+impl From<AlgorithmArg> for Algorithm {
+    fn from(a: AlgorithmArg) -> Self {
+        match a {
+            AlgorithmArg::Classic => Algorithm::Classic,
+            AlgorithmArg::Buildx => Algorithm::Buildx,
+            AlgorithmArg::Rendezvous => Algorithm::Rendezvous,
+        }
+    }
+}
+
+impl KubeFlags {
+    /// How to reach the cluster, for the library.
+    pub fn options(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+            namespace: self.namespace.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+impl SelectionFlags {
+    /// How to choose pods, for the library (the hash key is the command's to find).
+    pub fn options(&self) -> SelectionOptions {
+        SelectionOptions {
+            selector: self.selector.clone(),
+            algorithm: self.algorithm.into(),
+            pod: self.pod.clone(),
+            include_unready: self.include_unready,
+        }
+    }
+}
+
+impl TunnelFlags {
+    /// How to reach the chosen pod, for the library; `container` comes with the
+    /// selection flags.
+    pub fn options(&self, container: Option<String>) -> TunnelOptions {
+        TunnelOptions {
+            kind: match self.kind {
+                TunnelKind::Exec => TransportKind::Exec,
+                TunnelKind::PortForward => TransportKind::PortForward,
+            },
+            remote_port: self.remote_port,
+            container,
+            max_failover: self.max_failover,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,7 +365,7 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub tunnel: TunnelFlags,
     #[command(flatten)]
-    pub build: crate::build::args::BuildFlags,
+    pub build: BuildFlags,
 }
 
 #[derive(Debug, Args)]

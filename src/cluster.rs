@@ -10,8 +10,20 @@ use kube::api::{Api, ListParams};
 use kube::config::{ExecInteractiveMode, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use crate::cli::KubeFlags;
 use crate::names;
+
+/// How to reach the cluster: kubectl's connection flags as plain values (the binary
+/// fills this from `--kubeconfig`, `--context`, ...; `None` means kubectl's default).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub cluster: Option<String>,
+    pub user: Option<String>,
+    pub namespace: Option<String>,
+    /// Per API request; `None` or zero means no limit.
+    pub request_timeout: Option<Duration>,
+}
 
 /// A connected cluster: the client plus what the user asked for.
 #[derive(Clone)]
@@ -85,7 +97,7 @@ fn read_one(path: &Path) -> Result<Kubeconfig> {
 
 impl Cluster {
     /// Build a client from the kubeconfig and flags. Makes no request.
-    pub async fn connect(flags: &KubeFlags) -> Result<Cluster> {
+    pub async fn connect(flags: &ClusterOptions) -> Result<Cluster> {
         let in_cluster = flags.kubeconfig.is_none()
             && std::env::var_os("KUBECONFIG").is_none()
             && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()

@@ -1,22 +1,15 @@
 //! kubectl-buildkit: build container images on a cluster's buildkitd pods.
 //! Runtime, dispatch and error-to-exit-code; nothing else.
+//!
+//! The binary is the command line only: `cli` (clap), `commands` (flags -> the
+//! library's option structs -> output) and `completion`. The plugin itself is the
+//! `kubectl_buildkit` library (src/lib.rs).
 
-mod build;
-// Not wired into `build` yet: its parts land first, tested on their own.
-#[allow(dead_code)]
-mod buildkit;
 mod cli;
-mod cluster;
 mod commands;
 mod completion;
-mod log;
-mod names;
-mod output;
-mod process;
-mod progress;
-mod ring;
-mod selection;
-mod tunnel;
+
+use kubectl_buildkit::log;
 
 use clap::{CommandFactory, FromArgMatches};
 

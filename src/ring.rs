@@ -1,6 +1,7 @@
 //! Pod selection: which buildkitd pod a key (an image name, a context path) lands on.
 //!
-//! Three algorithms, defined bit for bit in `shared/reference/hash-algorithms.md`:
+//! Three algorithms, defined bit for bit in docs/hash-algorithms.md (reference
+//! vectors: tests/fixtures/hashring-vectors.json):
 //! - `classic`: serialx/hashring as of 2019 (the original wrapper): 40 md5 digests per
 //!   pod, 3 little-endian u32 points per digest (120 a pod).
 //! - `buildx`: serialx/hashring since 2020 (docker buildx `loadbalance=sticky`): one
@@ -17,7 +18,7 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 
 /// Which hashing scheme maps keys to pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// The original wrapper's ring (serialx/hashring 2019): 120 points per pod.
@@ -428,10 +429,9 @@ mod tests {
     fn vectors() -> Vectors {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/hashring-vectors.json"
+            "/tests/fixtures/hashring-vectors.json"
         );
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("read {path}: {e} (shared/ must sit beside the repo)"));
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
         serde_json::from_str(&text).expect("vectors parse")
     }
 

@@ -9,9 +9,34 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::cli::SelectionFlags;
 use crate::cluster::Cluster;
-use crate::ring::Ring;
+use crate::ring::{Algorithm, Ring};
+
+/// How pods are chosen: the selection flags as plain values.
+#[derive(Debug, Clone)]
+pub struct SelectionOptions {
+    /// Label selector of the buildkitd pods.
+    pub selector: String,
+    pub algorithm: Algorithm,
+    /// Use this pod; no listing, no hashing.
+    pub pod: Option<String>,
+    /// Also use Running pods that are not Ready (never terminating ones).
+    pub include_unready: bool,
+}
+
+impl Default for SelectionOptions {
+    fn default() -> Self {
+        SelectionOptions {
+            selector: DEFAULT_SELECTOR.to_string(),
+            algorithm: Algorithm::default(),
+            pod: None,
+            include_unready: false,
+        }
+    }
+}
+
+/// The label selector used when none is given.
+pub const DEFAULT_SELECTOR: &str = "app=buildkitd";
 
 /// A pod as `pods` shows it, with the verdict on whether it may take builds.
 #[derive(Debug, Clone, Serialize)]
@@ -166,7 +191,7 @@ impl Selection {
 /// the caller's to judge (`pods` still shows them), see [`Selection::require_eligible`].
 pub async fn select(
     cluster: &Cluster,
-    flags: &SelectionFlags,
+    flags: &SelectionOptions,
     key: Option<String>,
 ) -> Result<Selection> {
     if let Some(name) = &flags.pod {
@@ -227,6 +252,25 @@ pub async fn select(
         key,
         order,
     })
+}
+
+/// Selection for what needs one pod (a build, a tunnel): a key is required unless
+/// `pod` is given, and at least one pod must be eligible.
+pub async fn select_one(
+    cluster: &Cluster,
+    options: &SelectionOptions,
+    key: Option<String>,
+) -> Result<Selection> {
+    let key = match (&options.pod, key) {
+        (Some(_), k) => k,
+        (None, Some(k)) => Some(k),
+        (None, None) => bail!(
+            "no hash key: pass --hash-key KEY (or set IMAGE), or choose a pod with --pod NAME"
+        ),
+    };
+    let sel = select(cluster, options, key).await?;
+    sel.require_eligible(&options.selector, &cluster.namespace)?;
+    Ok(sel)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The benchmark (examples/bench.rs) in quick mode: it must finish and print every row
+//! The benchmark (examples/bench/) in quick mode: it must finish and print every row
 //! of its table with a number in the "ours" column. No timing is asserted: CI machines
 //! vary, and the figures that matter come from `cargo run --release --example bench`
 //! (see BENCHMARKS.md).
@@ -63,10 +63,7 @@ fn leading_number(cell: &str) -> Option<f64> {
 
 #[test]
 fn quick_benchmark_prints_every_row_with_numbers() {
-    let exe = common::example_binary(
-        "bench",
-        &["examples/bench.rs", "examples/bench", "src/ring.rs"],
-    );
+    let exe = common::example_binary("bench", &["examples/bench", "src"]);
     // The plugin binary this test was built with, and the stand-ins next to it.
     let bin_dir = common::standin_dir();
     let mut child = Command::new(exe)

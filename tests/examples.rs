@@ -14,7 +14,7 @@ use example_kit::*;
 
 const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/reference/skaffold-v4beta14.schema.json"
+    "/tests/fixtures/skaffold-v4beta14.schema.json"
 );
 
 fn skaffold_files() -> Vec<std::path::PathBuf> {

@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::env::{Env, NS};
 use crate::procs::run_ok;
-use crate::ring::{Algorithm, Ring};
 use crate::table::{median, ms, Row, Target, Unit};
+use kubectl_buildkit::ring::{Algorithm, Ring};
 
 const LIMIT: Duration = Duration::from_secs(60);
 pub const KEY: &str = "registry.example.com/team/dispatch";

@@ -9,8 +9,8 @@ use anyhow::{bail, Result};
 use crate::dispatch::measure;
 use crate::env::Env;
 use crate::procs::run_ok;
-use crate::ring::{Algorithm, Ring};
 use crate::table::{ms, Row, Target, Unit};
+use kubectl_buildkit::ring::{Algorithm, Ring};
 
 const KEYS: usize = 4096;
 

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::args::BuildFlags;
+use super::options::BuildOptions;
 use super::skaffold;
 use super::spec::{Dockerfile, Tls};
 
@@ -37,7 +37,7 @@ pub fn utf8<'a>(flag: &str, path: &'a Path) -> Result<&'a str> {
 
 /// Resolve the flags against skaffold's environment (`env`) and the current directory.
 pub fn context(
-    flags: &BuildFlags,
+    flags: &BuildOptions,
     var: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
 ) -> Result<PathBuf> {
@@ -117,7 +117,7 @@ pub fn metadata_file(path: &Path, cwd: &Path) -> Result<PathBuf> {
     Ok(abs)
 }
 
-pub fn tls(flags: &BuildFlags, cwd: &Path) -> Result<Tls> {
+pub fn tls(flags: &BuildOptions, cwd: &Path) -> Result<Tls> {
     if flags.tlsdir.is_some()
         && (flags.tlscacert.is_some() || flags.tlscert.is_some() || flags.tlskey.is_some())
     {

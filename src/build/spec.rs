@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use super::args::{BuildClient, BuildFlags, Progress};
+use super::options::{BuildClient, BuildOptions, Progress};
 use super::{attrs, files, kv, skaffold};
 
 /// The Dockerfile, as docker (one path) and buildctl (a directory + a name in it) need it.
@@ -93,7 +93,7 @@ pub struct BuildSpec {
 pub const DEFAULT_FRONTEND: &str = "dockerfile.v0";
 
 impl BuildSpec {
-    #[cfg(test)]
+    /// Whether the image goes to its registry.
     pub fn pushes(&self) -> bool {
         matches!(self.export, Export::Push { .. })
     }
@@ -105,7 +105,7 @@ impl BuildSpec {
 }
 
 pub fn resolve(
-    flags: &BuildFlags,
+    flags: &BuildOptions,
     env: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
 ) -> Result<BuildSpec> {
@@ -230,7 +230,7 @@ fn check_tag(tag: &str) -> Result<()> {
 }
 
 fn resolve_export(
-    flags: &BuildFlags,
+    flags: &BuildOptions,
     var: &dyn Fn(&str) -> Option<String>,
     tags: &[String],
     platforms: &[String],
@@ -300,6 +300,3 @@ fn resolve_export(
     }
     Ok(Export::DockerLoad { names })
 }
-
-#[cfg(test)]
-mod tests;

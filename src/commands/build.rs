@@ -8,16 +8,15 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use tokio::process::Command;
 
-use crate::build::args::BuildClient;
-use crate::build::spec::{BuildSpec, Export};
-use crate::build::{buildctl, docker, spec};
 use crate::cli::{BuildArgs, KubeFlags};
-use crate::cluster::Cluster;
-use crate::commands::tunnel::{open, select_for_tunnel};
-use crate::process::{self, Signals};
-use crate::progress::Progress;
-use crate::selection;
-use crate::tunnel::Listen;
+use kubectl_buildkit::build::options::BuildClient;
+use kubectl_buildkit::build::spec::{BuildSpec, Export};
+use kubectl_buildkit::build::{buildctl, docker, spec};
+use kubectl_buildkit::cluster::Cluster;
+use kubectl_buildkit::process::{self, Signals};
+use kubectl_buildkit::progress::Progress;
+use kubectl_buildkit::selection;
+use kubectl_buildkit::tunnel::{self, Listen};
 
 /// Flags that only mean something when we pick a pod and tunnel to it.
 const KUBE_ONLY: &[(&str, &str)] = &[
@@ -65,9 +64,9 @@ fn reject_kube_flags(matches: &ArgMatches, why: &str) -> Result<()> {
 pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Result<i32> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let env = |k: &str| std::env::var(k).ok();
-    let spec = spec::resolve(&args.build, &env, &cwd)?;
+    let spec = spec::resolve(&args.build.options(), &env, &cwd)?;
     for note in &spec.notes {
-        crate::log::note(note);
+        kubectl_buildkit::log::note(note);
     }
     let mut signals = Signals::install()?;
     match spec.client {
@@ -94,37 +93,32 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
                 return run_buildctl(&spec, &addr, &mut signals).await;
             }
             let progress = Progress::start("resolving buildkitd pods");
-            let cluster = Cluster::connect(kube).await?;
+            let cluster = Cluster::connect(&kube.options()).await?;
             let key = selection::default_key(
                 args.select.hash_key.as_deref(),
                 spec.image(),
                 Some(&spec.context),
             );
-            let sel = select_for_tunnel(&cluster, &args.select, key).await?;
+            let sel = selection::select_one(&cluster, &args.select.options(), key).await?;
             let chosen = sel.chosen().unwrap_or_default().to_string();
+            let options = args.tunnel.options(args.select.container.clone());
             progress.set(format!(
                 "connecting to pod {chosen} via {}",
-                match args.tunnel.kind {
-                    crate::cli::TunnelKind::Exec => "exec",
-                    crate::cli::TunnelKind::PortForward => "port-forward",
-                }
+                options.kind.name()
             ));
-            let tunnel = open(
-                &cluster,
-                &sel,
-                &args.tunnel,
-                args.select.container.clone(),
-                &Listen::Auto,
-                false,
-            )
-            .await?;
+            let tunnel = tunnel::open(&cluster, &sel, &options, &Listen::Auto, false).await?;
             progress.finish();
             let code = run_buildctl(&spec, tunnel.address(), &mut signals).await;
             let served = tunnel.served();
             let mut failures = tunnel.failures();
-            // buildctl may retry: say each distinct reason once.
-            let mut seen = std::collections::HashSet::new();
-            failures.retain(|f| seen.insert(f.clone()));
+            // buildctl may retry: say each distinct failure once.
+            let mut distinct = Vec::with_capacity(failures.len());
+            for f in failures.drain(..) {
+                if !distinct.contains(&f) {
+                    distinct.push(f);
+                }
+            }
+            let failures: Vec<String> = distinct.iter().map(ToString::to_string).collect();
             tunnel.close().await;
             let code = code?;
             match served.as_slice() {
@@ -135,12 +129,12 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
                     );
                 }
                 [] => {}
-                [one] => crate::log::note(format!(
+                [one] => kubectl_buildkit::log::note(format!(
                     "built on pod {one} (namespace {}, key {:?})",
                     cluster.namespace,
                     sel.key.as_deref().unwrap_or("")
                 )),
-                many => crate::log::note(format!("built on pods {}", many.join(", "))),
+                many => kubectl_buildkit::log::note(format!("built on pods {}", many.join(", "))),
             }
             Ok(code)
         }
@@ -150,7 +144,7 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
 /// Run buildctl against `addr`; without push, pipe its docker tarball into `docker load`.
 async fn run_buildctl(spec: &BuildSpec, addr: &str, signals: &mut Signals) -> Result<i32> {
     let argv = buildctl::argv(spec, addr);
-    crate::log::debug(
+    kubectl_buildkit::log::debug(
         1,
         format!(
             "running {} {}",
@@ -206,7 +200,7 @@ async fn run_buildctl(spec: &BuildSpec, addr: &str, signals: &mut Signals) -> Re
 /// docker build, then docker push of each tag when pushing.
 async fn run_docker(spec: &BuildSpec, signals: &mut Signals) -> Result<i32> {
     let argv = docker::build_argv(spec);
-    crate::log::debug(
+    kubectl_buildkit::log::debug(
         1,
         format!(
             "running {} {}",

@@ -7,9 +7,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::{KubeFlags, PodsArgs, PodsOutput};
-use crate::cluster::Cluster;
-use crate::output;
-use crate::selection::{self, PodView, Selection};
+use kubectl_buildkit::cluster::Cluster;
+use kubectl_buildkit::output;
+use kubectl_buildkit::selection::{self, PodView, Selection};
 
 #[derive(Serialize)]
 struct PodRow<'a> {
@@ -30,10 +30,10 @@ struct PodsReport<'a> {
 }
 
 pub async fn run(kube: &KubeFlags, args: &PodsArgs) -> Result<i32> {
-    let cluster = Cluster::connect(kube).await?;
+    let cluster = Cluster::connect(&kube.options()).await?;
     let image = std::env::var("IMAGE").ok();
     let key = selection::default_key(args.select.hash_key.as_deref(), image.as_deref(), None);
-    let sel = selection::select(&cluster, &args.select, key).await?;
+    let sel = selection::select(&cluster, &args.select.options(), key).await?;
     print(&cluster, args, &sel)?;
     sel.require_eligible(&args.select.selector, &cluster.namespace)?;
     Ok(0)
@@ -134,7 +134,7 @@ fn print(cluster: &Cluster, args: &PodsArgs, sel: &Selection) -> Result<()> {
         .collect();
     output::table(&mut out, &header, &rows)?;
     if let (Some(key), Some(chosen)) = (&sel.key, sel.chosen()) {
-        crate::log::note(format!(
+        kubectl_buildkit::log::note(format!(
             "key {key:?} -> {chosen} ({} algorithm, namespace {})",
             sel.ring.algorithm(),
             cluster.namespace

@@ -7,10 +7,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::cli::{KubeFlags, RingArgs, RingOutput};
-use crate::cluster::Cluster;
-use crate::output;
-use crate::ring::{moved_share, PodShare, Ring};
-use crate::selection;
+use kubectl_buildkit::cluster::Cluster;
+use kubectl_buildkit::output;
+use kubectl_buildkit::ring::{moved_share, PodShare, Ring};
+use kubectl_buildkit::selection;
 
 #[derive(Serialize)]
 struct KeyRow<'a> {
@@ -88,8 +88,8 @@ pub async fn run(kube: &KubeFlags, args: &RingArgs) -> Result<i32> {
     let pods = match offline_pods(args)? {
         Some(p) => p,
         None => {
-            let cluster = Cluster::connect(kube).await?;
-            let sel = selection::select(&cluster, &args.select, None).await?;
+            let cluster = Cluster::connect(&kube.options()).await?;
+            let sel = selection::select(&cluster, &args.select.options(), None).await?;
             sel.require_eligible(&args.select.selector, &cluster.namespace)?;
             sel.ring.pods().to_vec()
         }
@@ -98,7 +98,7 @@ pub async fn run(kube: &KubeFlags, args: &RingArgs) -> Result<i32> {
     if let Some(k) = &args.select.hash_key {
         keys.insert(0, k);
     }
-    let before = Ring::new(args.select.algorithm, &pods);
+    let before = Ring::new(args.select.algorithm.into(), &pods);
     let after = if args.add.is_empty() && args.remove.is_empty() {
         None
     } else {
@@ -121,7 +121,7 @@ pub async fn run(kube: &KubeFlags, args: &RingArgs) -> Result<i32> {
         if next.is_empty() {
             bail!("--remove takes every pod out of the ring: keep at least one");
         }
-        Some(Ring::new(args.select.algorithm, &next))
+        Some(Ring::new(args.select.algorithm.into(), &next))
     };
     let rows: Vec<KeyRow> = keys
         .iter()

@@ -21,7 +21,7 @@ pub fn run(args: &VersionArgs) -> Result<i32> {
     };
     let mut out = std::io::stdout().lock();
     match args.output {
-        VersionOutput::Json => crate::output::json(&mut out, &info)?,
+        VersionOutput::Json => kubectl_buildkit::output::json(&mut out, &info)?,
         VersionOutput::Text => writeln!(
             out,
             "kubectl-buildkit {} (commit {}, {})",

@@ -11,7 +11,7 @@ use kube::config::Kubeconfig;
 use super::position::Position;
 use super::Candidate;
 use crate::cli::KubeFlags;
-use crate::cluster::Cluster;
+use kubectl_buildkit::cluster::Cluster;
 
 /// The longest a completion waits for the cluster (connecting included).
 const CLUSTER_BUDGET: Duration = Duration::from_secs(2);
@@ -102,7 +102,7 @@ where
     };
     let found = runtime.block_on(async {
         tokio::time::timeout(CLUSTER_BUDGET, async {
-            let cluster = Cluster::connect(&flags).await.ok()?;
+            let cluster = Cluster::connect(&flags.options()).await.ok()?;
             f(cluster).await
         })
         .await
@@ -152,7 +152,7 @@ pub fn pods(pos: &Position) -> Vec<Candidate> {
         Some(
             pods.iter()
                 .map(|p| {
-                    let v = crate::selection::view(p, false);
+                    let v = kubectl_buildkit::selection::view(p, false);
                     let state = match &v.reason {
                         None => "ready".to_string(),
                         Some(why) => why.clone(),

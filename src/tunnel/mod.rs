@@ -3,64 +3,151 @@
 //!
 //! Transport never knows about hashing: it is handed the fallback order.
 
-pub mod endpoint;
-pub mod relay;
-pub mod remote;
+//! Tunnels: byte streams to a buildkitd pod through the Kubernetes API (exec of
+//! `buildctl dial-stdio`, or port-forward to buildkitd's TCP port).
+//!
+//! Transport never knows about hashing: it is handed the fallback order.
+//!
+//! Three ways in, from the lowest:
+//!
+//! - [`dial`]`(cluster, pod, transport)`: one stream to ONE named pod, as a
+//!   [`Connection`] (tokio `AsyncRead + AsyncWrite + Unpin + Send + 'static`), or a
+//!   typed [`TunnelError`] naming the pod and the fix.
+//! - [`Failover`]: the walk over a selection's fallback order (cut to
+//!   `max_failover + 1`, failed pods passed over). [`Failover::connect`] dials each
+//!   candidate in turn and hands the stream to the caller's probe; the first pod whose
+//!   probe succeeds wins, every pod passed over is recorded as an [`AttemptFailure`]
+//!   (pod + reason). A client that speaks BuildKit's gRPC itself does:
+//!
+//!   ```text
+//!   let failover = tunnel::failover_for(&cluster, &selection, &options)?;
+//!   let reached = failover
+//!       .connect(|pod, conn| async move { grpc_handshake(conn).await }, |_, _| {})
+//!       .await?; // Unreachable<E>: every (pod, reason)
+//!   ```
+//! - [`open`]: a local endpoint (private unix socket, or 127.0.0.1:PORT) for a tool
+//!   that needs a BUILDKIT_HOST (buildctl, `tunnel -- COMMAND`): each connection to it
+//!   is relayed to a pod of the same walk, failing over until the pod has answered.
 
-use std::collections::HashSet;
+pub mod connection;
+pub mod endpoint;
+pub mod error;
+pub mod failover;
+mod relay;
+pub mod remote;
+pub mod transport;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
+use crate::selection::{Selection, DEFAULT_CONTAINER_ANNOTATION};
+pub use connection::{tunnel_error, Connection};
 pub use endpoint::{parse_listen, Listen};
-pub use remote::Transport;
+pub use error::TunnelError;
+pub use failover::{AttemptFailure, Failover, Reached, Unreachable};
+pub use remote::dial;
+pub use transport::{Transport, TransportKind};
 
-/// State shared by a tunnel's connections: which pods to try, which failed.
-pub struct TunnelShared {
-    pub cluster: Cluster,
-    pub transport: Transport,
-    /// Pods we may use, first choice first (fallback order cut to --max-failover + 1).
-    candidates: Vec<String>,
-    bad: Mutex<HashSet<String>>,
-    served: Mutex<Vec<String>>,
-    failures: Mutex<Vec<String>>,
-    /// Warn on stderr when a connection reaches no pod (else the caller reports).
-    warn_unreachable: bool,
+/// How to reach the chosen pod: the tunnel flags as plain values.
+#[derive(Debug, Clone)]
+pub struct TunnelOptions {
+    pub kind: TransportKind,
+    /// buildkitd's TCP port in the pod, for port-forward.
+    pub remote_port: u16,
+    /// The container to exec in; None: each pod's default-container annotation, else
+    /// the server's choice.
+    pub container: Option<String>,
+    /// How many pods after the first choice a connection may move to.
+    pub max_failover: usize,
 }
 
-impl TunnelShared {
-    /// The pod to try after `previous` (None: the first). Pods that already failed in
-    /// this tunnel are skipped, unless nothing else is left for a first attempt.
-    fn next_candidate(&self, previous: Option<&str>) -> Option<String> {
-        let start = match previous {
-            None => 0,
-            Some(p) => self.candidates.iter().position(|c| c == p).map(|i| i + 1)?,
-        };
-        let rest = &self.candidates[start.min(self.candidates.len())..];
-        let bad = self.bad.lock().expect("lock");
-        rest.iter()
-            .find(|p| !bad.contains(*p))
-            .or(if previous.is_none() {
-                rest.first()
-            } else {
-                None
-            })
-            .cloned()
+/// The transport for a selection's pods: `--container`, else each pod's
+/// default-container annotation, as kubectl exec reads it (sidecar injectors set it
+/// on pods with several containers).
+pub fn transport_for(sel: &Selection, options: &TunnelOptions) -> Result<Transport> {
+    if let Some(c) = &options.container {
+        crate::names::check_container(c)?;
     }
-
-    fn mark_bad(&self, pod: &str) {
-        self.bad.lock().expect("lock").insert(pod.to_string());
-    }
-
-    fn mark_served(&self, pod: &str) {
-        let mut s = self.served.lock().expect("lock");
-        if !s.iter().any(|p| p == pod) {
-            s.push(pod.to_string());
+    match options.kind {
+        TransportKind::Exec => {
+            let mut transport = Transport::exec(options.container.clone());
+            if options.container.is_none() {
+                transport.defaults = sel
+                    .pods
+                    .iter()
+                    .filter(|p| p.containers.len() > 1)
+                    .filter_map(|p| Some((p.name.clone(), p.default_container.clone()?)))
+                    .collect();
+            }
+            for (pod, c) in &transport.defaults {
+                crate::log::debug(
+                    1,
+                    format!("pod {pod}: exec in container {c} (its {DEFAULT_CONTAINER_ANNOTATION} annotation)"),
+                );
+            }
+            Ok(transport)
+        }
+        TransportKind::PortForward => {
+            if options.remote_port == 0 {
+                bail!("--remote-port 0 is not a port: give buildkitd's TCP port in the pod (default 1234)");
+            }
+            Ok(Transport::port_forward(options.remote_port))
         }
     }
+}
+
+/// The failover walk over a selection's fallback order, for a client that dials.
+pub fn failover_for(
+    cluster: &Cluster,
+    sel: &Selection,
+    options: &TunnelOptions,
+) -> Result<Failover> {
+    let transport = transport_for(sel, options)?;
+    crate::log::debug(
+        1,
+        format!(
+            "pod {} chosen ({} algorithm{}); fallback order: {}",
+            sel.chosen().unwrap_or("?"),
+            sel.ring.algorithm(),
+            sel.key
+                .as_deref()
+                .map(|k| format!(", key {k:?}"))
+                .unwrap_or_default(),
+            sel.order.join(", ")
+        ),
+    );
+    Ok(Failover::new(
+        cluster.clone(),
+        transport,
+        sel.order.clone(),
+        options.max_failover,
+    ))
+}
+
+/// A local endpoint relaying to the selection's pods: what `build` (buildctl) and
+/// `tunnel` share. `warn_unreachable`: warn when a connection reaches no pod (a
+/// caller that reports [`Tunnel::failures`] itself passes false).
+pub async fn open(
+    cluster: &Cluster,
+    sel: &Selection,
+    options: &TunnelOptions,
+    listen: &Listen,
+    warn_unreachable: bool,
+) -> Result<Tunnel> {
+    let failover = failover_for(cluster, sel, options)?;
+    Tunnel::start(failover, listen, warn_unreachable).await
+}
+
+/// State shared by a tunnel's connections: the walk, and what failed.
+struct TunnelShared {
+    failover: Failover,
+    failures: Mutex<Vec<Unreachable>>,
+    /// Warn on stderr when a connection reaches no pod (else the caller reports).
+    warn_unreachable: bool,
 }
 
 /// A running tunnel. `close` (or drop) stops it and removes the local endpoint.
@@ -73,29 +160,15 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    /// Bind the local endpoint and start accepting. `order` is the fallback order;
-    /// at most `max_failover + 1` pods of it are used. `warn_unreachable`: print a
-    /// warning when a connection reaches no pod (a caller that reports
-    /// [`Tunnel::failures`] itself passes false).
+    /// Bind the local endpoint and start accepting; each connection walks `failover`.
     pub async fn start(
-        cluster: Cluster,
-        order: Vec<String>,
-        transport: Transport,
-        max_failover: usize,
+        failover: Failover,
         listen: &Listen,
         warn_unreachable: bool,
     ) -> Result<Tunnel> {
         let endpoint = Arc::new(endpoint::Endpoint::bind(listen).await?);
-        let candidates: Vec<String> = order
-            .into_iter()
-            .take(max_failover.saturating_add(1))
-            .collect();
         let shared = Arc::new(TunnelShared {
-            cluster,
-            transport,
-            candidates,
-            bad: Mutex::new(HashSet::new()),
-            served: Mutex::new(Vec::new()),
+            failover,
             failures: Mutex::new(Vec::new()),
             warn_unreachable,
         });
@@ -121,11 +194,11 @@ impl Tunnel {
 
     /// Pods that served at least one connection, in first-served order.
     pub fn served(&self) -> Vec<String> {
-        self.shared.served.lock().expect("lock").clone()
+        self.shared.failover.served()
     }
 
-    /// Why connections could not reach any pod (one line each).
-    pub fn failures(&self) -> Vec<String> {
+    /// Why connections could not reach any pod (one each).
+    pub fn failures(&self) -> Vec<Unreachable> {
         self.shared.failures.lock().expect("lock").clone()
     }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::remote::{self, Event, RemoteRx, RemoteTx, FRAME};
+use super::error::TunnelError;
+use super::failover::{AttemptFailure, Unreachable};
+use super::remote::{Event, RemoteRx, RemoteTx, FRAME};
 use super::TunnelShared;
 
 /// What we keep of buildctl's bytes for replay before the pod's first byte.
@@ -22,30 +24,31 @@ pub enum Outcome {
     /// Relayed to this pod until one side finished.
     Served { pod: String, up: u64, down: u64 },
     /// No pod could take it.
-    Unreachable(String),
+    Unreachable(Unreachable),
 }
 
 pub async fn serve<L>(local: L, shared: Arc<TunnelShared>, conn_id: u64) -> Outcome
 where
     L: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let walk = &shared.failover;
     let (mut lr, mut lw) = tokio::io::split(local);
     let mut replay: Vec<Bytes> = Vec::new();
     let mut replay_len = 0usize;
     let mut replayable = true;
     let mut local_eof = false;
-    // Why each pod tried could not take the connection: (pod, reason).
-    let mut failures: Vec<(String, String)> = Vec::new();
+    // Why each pod tried could not take the connection.
+    let mut attempts: Vec<AttemptFailure> = Vec::new();
 
     let mut previous: Option<String> = None;
-    while let Some(pod) = shared.next_candidate(previous.as_deref()) {
+    while let Some(pod) = walk.next_candidate(previous.as_deref()) {
         if let Some(prev) = &previous {
             crate::log::warn(format!(
                 "pod {prev} could not take the connection ({}); failing over to pod {pod}",
-                failures
+                attempts
                     .last()
-                    .map(|(_, why)| why.as_str())
-                    .unwrap_or("failed")
+                    .map(|why| why.to_string())
+                    .unwrap_or_else(|| "failed".into())
             ));
         }
         previous = Some(pod.clone());
@@ -53,19 +56,20 @@ where
             2,
             format!(
                 "connection {conn_id}: dialing pod {pod} via {}",
-                shared.transport.describe()
+                walk.transport().describe()
             ),
         );
-        let (mut tx, mut rx) = match remote::dial(&shared.cluster, &pod, &shared.transport).await {
-            Ok(pair) => pair,
+        let (mut tx, mut rx) = match walk.dial(&pod).await {
+            Ok(conn) => conn.into_parts(),
             Err(e) => {
-                shared.mark_bad(&pod);
-                failures.push((pod.clone(), e.message));
+                walk.mark_bad(&pod);
+                attempts.push(AttemptFailure::Tunnel(e));
                 continue;
             }
         };
         // Phase 1: replay, then forward while waiting for the pod's first byte.
         let first = match first_byte(
+            &pod,
             &mut lr,
             &mut tx,
             &mut rx,
@@ -79,54 +83,32 @@ where
             Ok(b) => b,
             Err(why) => {
                 tx.close().await;
-                shared.mark_bad(&pod);
-                failures.push((pod.clone(), why));
+                walk.mark_bad(&pod);
+                attempts.push(AttemptFailure::Tunnel(why));
                 if !replayable {
-                    failures.push((pod.clone(), format!(
-                        "buildctl sent more than {} MiB before pod {pod} answered, so the connection cannot move to another pod",
-                        REPLAY_LIMIT >> 20
-                    )));
+                    attempts.push(AttemptFailure::Tunnel(TunnelError::ReplayLimit {
+                        pod: pod.clone(),
+                        limit_mib: REPLAY_LIMIT >> 20,
+                    }));
                     break;
                 }
                 continue;
             }
         };
         drop(replay);
-        shared.mark_served(&pod);
+        walk.mark_served(&pod);
         crate::log::debug(2, format!("connection {conn_id}: pod {pod} answered"));
         let (up, down) = relay(lr, lw, tx, rx, first, local_eof).await;
         return Outcome::Served { pod, up, down };
     }
     let _ = lw.shutdown().await;
-    // Earlier pods' reasons were in the failover warnings; say the last one in full.
-    let why = match (failures.len(), failures.last()) {
-        (_, None) => "no pod left to try".to_string(),
-        (1, Some((pod, only))) => with_pod(pod, only),
-        (n, Some((pod, last))) => format!("tried {n} pods, the last said: {}", with_pod(pod, last)),
-    };
-    Outcome::Unreachable(why)
-}
-
-/// A reason with the pod's name in front, unless it says "pod NAME" already.
-fn with_pod(pod: &str, why: &str) -> String {
-    let needle = format!("pod {pod}");
-    let names_it = why.match_indices(&needle).any(|(at, _)| {
-        // A whole name: "pod buildkitd-1" is not in "pod buildkitd-10".
-        why[at + needle.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
-    });
-    if names_it {
-        why.to_string()
-    } else {
-        format!("{needle}: {why}")
-    }
+    Outcome::Unreachable(Unreachable { attempts })
 }
 
 /// Replay what buildctl sent so far, then forward until the pod sends data.
 #[allow(clippy::too_many_arguments)]
 async fn first_byte<R: AsyncRead + Unpin>(
+    pod: &str,
     lr: &mut R,
     tx: &mut RemoteTx,
     rx: &mut RemoteRx,
@@ -134,16 +116,16 @@ async fn first_byte<R: AsyncRead + Unpin>(
     replay_len: &mut usize,
     replayable: &mut bool,
     local_eof: &mut bool,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, TunnelError> {
+    let send_failed = |e: std::io::Error| TunnelError::SendFailed {
+        pod: pod.to_string(),
+        reason: e.to_string(),
+    };
     for chunk in replay.iter() {
-        tx.send_frame(chunk.clone())
-            .await
-            .map_err(|e| format!("sending to the pod failed: {e}"))?;
+        tx.send_frame(chunk.clone()).await.map_err(send_failed)?;
     }
     if *local_eof {
-        tx.close_write()
-            .await
-            .map_err(|e| format!("sending to the pod failed: {e}"))?;
+        tx.close_write().await.map_err(send_failed)?;
     }
     let mut frames = FrameReader::new();
     loop {
@@ -151,7 +133,7 @@ async fn first_byte<R: AsyncRead + Unpin>(
             ev = rx.next() => {
                 return match ev {
                     Event::Data(b) => Ok(b),
-                    Event::End => Err("the stream ended before the pod sent anything".into()),
+                    Event::End => Err(TunnelError::NoAnswer { pod: pod.to_string() }),
                     Event::Failed(why) => Err(why),
                 };
             }
@@ -159,7 +141,7 @@ async fn first_byte<R: AsyncRead + Unpin>(
                 match frame {
                     None => {
                         *local_eof = true;
-                        tx.close_write().await.map_err(|e| format!("sending to the pod failed: {e}"))?;
+                        tx.close_write().await.map_err(send_failed)?;
                     }
                     Some(frame) => {
                         if *replayable {
@@ -171,7 +153,7 @@ async fn first_byte<R: AsyncRead + Unpin>(
                                 replay.push(frame.clone());
                             }
                         }
-                        tx.send_frame(frame).await.map_err(|e| format!("sending to the pod failed: {e}"))?;
+                        tx.send_frame(frame).await.map_err(send_failed)?;
                     }
                 }
             }
@@ -298,24 +280,3 @@ where
 
 /// How long we still read from a pod after closing a stream that has no half-close.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
-
-#[cfg(test)]
-mod tests {
-    use super::with_pod;
-
-    #[test]
-    fn a_reason_names_its_pod_once() {
-        assert_eq!(
-            with_pod("bk-1", "the stream ended"),
-            "pod bk-1: the stream ended"
-        );
-        let named = "`buildctl dial-stdio` in pod bk-1 exited with code 1";
-        assert_eq!(with_pod("bk-1", named), named);
-        // Another pod's name, or a longer one, is not this pod's.
-        assert_eq!(
-            with_pod("bk-1", "exec in pod bk-10 failed"),
-            "pod bk-1: exec in pod bk-10 failed"
-        );
-        assert_eq!(with_pod("b", "buildctl failed"), "pod b: buildctl failed");
-    }
-}

@@ -7,17 +7,22 @@
 //! an extra pipe; here each WebSocket message carries up to [`FRAME`] bytes and
 //! incoming payloads are handed on without a copy.
 
-use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use kube::api::AttachParams;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::connection::Connection;
+use super::error::TunnelError;
+use super::transport::{Transport, TransportKind};
 use crate::cluster::Cluster;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -26,117 +31,63 @@ type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 pub const FRAME: usize = 256 * 1024;
 /// stderr we keep from an exec, for error messages.
 const STDERR_KEEP: usize = 4096;
+/// How long the API server may take to open a stream when no --request-timeout is set.
+const DEFAULT_OPEN_LIMIT: Duration = Duration::from_secs(60);
 
-/// How to reach buildkitd inside a pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
-    /// exec `buildctl dial-stdio` in the pod: in `container` when given (--container),
-    /// else in the container a pod's default-container annotation names (`defaults`,
-    /// pod -> container), else the server picks (a pod with one container).
-    Exec {
-        container: Option<String>,
-        defaults: BTreeMap<String, String>,
-    },
-    /// port-forward to this port of the pod.
-    PortForward { port: u16 },
-}
-
-impl Transport {
-    pub fn describe(&self) -> String {
-        match self {
-            Transport::Exec {
-                container: Some(c), ..
-            } => format!("exec (container {c})"),
-            Transport::Exec {
-                container: None, ..
-            } => "exec".to_string(),
-            Transport::PortForward { port } => format!("port-forward to port {port}"),
-        }
-    }
-}
-
-/// Why a pod could not take a connection. `Display` is the user's message.
-#[derive(Debug)]
-pub struct DialError {
-    pub pod: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for DialError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pod {}: {}", self.pod, self.message)
-    }
-}
-
-/// Open a stream to `pod`. Fails when the API server refuses the upgrade.
+/// Open a stream to buildkitd in `pod`. Fails when the API server refuses the upgrade
+/// or does not open it within --request-timeout (60 s without one).
 pub async fn dial(
     cluster: &Cluster,
     pod: &str,
     transport: &Transport,
-) -> Result<(RemoteTx, RemoteRx), DialError> {
+) -> Result<Connection, TunnelError> {
     let base = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", cluster.namespace));
-    let request = match transport {
-        Transport::Exec {
-            container,
-            defaults,
-        } => {
+    let request = match transport.kind {
+        TransportKind::Exec => {
             let mut ap = AttachParams::default()
                 .stdin(true)
                 .stdout(true)
                 .stderr(true);
-            if let Some(c) = container.as_ref().or_else(|| defaults.get(pod)) {
+            if let Some(c) = transport.container_for(pod) {
                 ap = ap.container(c.clone());
             }
             base.exec(pod, ["buildctl", "dial-stdio"], &ap)
         }
-        Transport::PortForward { port } => base.portforward(pod, &[*port]),
+        TransportKind::PortForward => base.portforward(pod, &[transport.port]),
     };
-    let request = request.map_err(|e| DialError {
+    let request = request.map_err(|e| TunnelError::Api {
         pod: pod.into(),
-        message: format!("bad request: {e}"),
+        message: format!(
+            "pod {pod}: cannot build the {} request: {e}",
+            transport.describe()
+        ),
     })?;
     let connect = cluster.client.connect(request);
-    let limit = cluster
-        .request_timeout
-        .unwrap_or(std::time::Duration::from_secs(60));
+    let limit = cluster.request_timeout.unwrap_or(DEFAULT_OPEN_LIMIT);
     let conn = match tokio::time::timeout(limit, connect).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            return Err(DialError {
-                pod: pod.into(),
-                message: explain_dial(cluster, pod, transport, e),
-            })
-        }
+        Ok(Err(e)) => return Err(explain_dial(cluster, pod, transport, e)),
         Err(_) => {
-            return Err(DialError {
+            return Err(TunnelError::Timeout {
                 pod: pod.into(),
-                message: format!(
-                    "the API server did not open the {} stream within {}",
-                    transport.describe(),
-                    crate::cluster::humantime(limit)
-                ),
+                transport: transport.describe(),
+                after: limit,
             })
         }
     };
     let stream_close = conn.supports_stream_close();
     let (sink, stream) = conn.into_stream().split();
-    let kind = match transport {
-        Transport::Exec { .. } => Kind::Exec,
-        Transport::PortForward { port } => Kind::PortForward {
-            port: *port,
-            seen_prefix: [false; 2],
-        },
-    };
-    Ok((
+    Ok(Connection::new(
         RemoteTx {
             sink,
-            exec: matches!(transport, Transport::Exec { .. }),
-            stream_close,
+            half_close: transport.kind == TransportKind::Exec && stream_close,
             closed: false,
         },
         RemoteRx {
             stream,
-            kind,
+            kind: transport.kind,
+            port: transport.port,
+            seen_prefix: [false; 2],
             stderr: Vec::new(),
             pod: pod.to_string(),
             ended: false,
@@ -144,51 +95,58 @@ pub async fn dial(
     ))
 }
 
-fn explain_dial(cluster: &Cluster, pod: &str, transport: &Transport, e: kube::Error) -> String {
-    let (resource, hint) = match transport {
-        Transport::Exec { .. } => (
+fn explain_dial(
+    cluster: &Cluster,
+    pod: &str,
+    transport: &Transport,
+    e: kube::Error,
+) -> TunnelError {
+    let (resource, hint) = match transport.kind {
+        TransportKind::Exec => (
             "pods/exec",
             "grant `create` on pods/exec (see example/k8s_buildkitd/rbac.yaml), or use --tunnel port-forward",
         ),
-        Transport::PortForward { .. } => (
+        TransportKind::PortForward => (
             "pods/portforward",
             "grant `create` on pods/portforward (see example/k8s_buildkitd/rbac.yaml), or use --tunnel exec",
         ),
     };
-    match &e {
-        kube::Error::Api(s) if s.code == 403 => {
-            format!(
-                "{resource} is forbidden for this user in namespace {}: {hint} ({})",
-                cluster.namespace, s.message
-            )
-        }
-        kube::Error::Api(s) if s.code == 404 => {
-            format!(
-                "the pod is gone (deleted since it was listed?): {}",
-                s.message
-            )
-        }
+    let pod = pod.to_string();
+    match e {
+        kube::Error::Api(s) if s.code == 403 => TunnelError::Forbidden {
+            pod,
+            resource,
+            namespace: cluster.namespace.clone(),
+            hint,
+            message: s.message,
+        },
+        kube::Error::Api(s) if s.code == 404 => TunnelError::PodGone {
+            pod,
+            message: s.message,
+        },
         kube::Error::Api(s)
             if s.code == 400
                 && (s.message.contains("container name must be specified")
                     || s.message.contains("is not valid for pod")) =>
         {
-            format!(
-                "the API server refused the {} (400): {}; pass the buildkitd container with \
-                 --container NAME",
-                transport.describe(),
-                s.message
-            )
+            TunnelError::ContainerRequired {
+                pod,
+                transport: transport.describe(),
+                message: s.message,
+            }
         }
-        kube::Error::Api(s) => format!(
-            "the API server refused the {} ({}): {}",
-            transport.describe(),
-            s.code,
-            s.message
-        ),
-        _ => {
-            let e = cluster.explain(&format!("opening {} to pod {pod}", transport.describe()), e);
-            format!("{e:#}")
+        kube::Error::Api(s) => TunnelError::ApiStatus {
+            pod,
+            transport: transport.describe(),
+            code: s.code,
+            message: s.message,
+        },
+        e => {
+            let what = format!("opening {} to pod {pod}", transport.describe());
+            TunnelError::Api {
+                message: format!("{:#}", cluster.explain(&what, e)),
+                pod,
+            }
         }
     }
 }
@@ -196,8 +154,8 @@ fn explain_dial(cluster: &Cluster, pod: &str, transport: &Transport, e: kube::Er
 /// Our half that writes to the pod.
 pub struct RemoteTx {
     sink: SplitSink<Ws, Message>,
-    exec: bool,
-    stream_close: bool,
+    /// exec v5: closing stdin tells buildctl we are done and its output still flows.
+    half_close: bool,
     closed: bool,
 }
 
@@ -209,23 +167,50 @@ impl RemoteTx {
         self.sink.send(Message::Binary(frame)).await.map_err(ws_io)
     }
 
+    /// Ready to take one frame ([`RemoteTx::start_frame`]).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.sink).poll_ready(cx).map_err(ws_io)
+    }
+
+    /// Queue one frame (after [`RemoteTx::poll_ready`] said yes).
+    pub fn start_frame(&mut self, frame: Bytes) -> std::io::Result<()> {
+        Pin::new(&mut self.sink)
+            .start_send(Message::Binary(frame))
+            .map_err(ws_io)
+    }
+
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.sink).poll_flush(cx).map_err(ws_io)
+    }
+
     /// Our side is done sending. Exec v5: close stdin, the pod's buildctl sees EOF and
     /// the rest of its output still flows. Port-forward and exec v4 have no half-close:
     /// we keep the stream open and let the pod end it (see [`RemoteTx::close`]).
     pub async fn close_write(&mut self) -> std::io::Result<()> {
-        if self.exec && self.stream_close && !self.closed {
+        if self.half_close && !self.closed {
             self.closed = true;
             self.sink
-                .send(Message::Binary(Bytes::from_static(&[255, 0])))
+                .send(Message::Binary(close_stdin()))
                 .await
                 .map_err(ws_io)?;
         }
         Ok(())
     }
 
+    /// [`RemoteTx::close_write`], polled: Ready once the stdin close is queued and
+    /// flushed (at once when the transport has no half-close).
+    pub fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.half_close && !self.closed {
+            ready!(self.poll_ready(cx))?;
+            self.closed = true;
+            self.start_frame(close_stdin())?;
+        }
+        self.poll_flush(cx)
+    }
+
     /// Whether [`RemoteTx::close_write`] tells the pod we are done sending.
     pub fn has_half_close(&self) -> bool {
-        self.exec && self.stream_close
+        self.half_close
     }
 
     /// Close the whole stream.
@@ -243,17 +228,13 @@ impl RemoteTx {
     }
 }
 
-fn ws_io(e: tokio_tungstenite::tungstenite::Error) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)
+/// The exec v5 message that closes the pod's stdin (channel 255, stream 0).
+fn close_stdin() -> Bytes {
+    Bytes::from_static(&[255, 0])
 }
 
-enum Kind {
-    Exec,
-    /// seen_prefix: whether the data / error channel's 2-byte port prefix went by.
-    PortForward {
-        port: u16,
-        seen_prefix: [bool; 2],
-    },
+fn ws_io(e: tokio_tungstenite::tungstenite::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)
 }
 
 /// What the pod sent.
@@ -263,14 +244,18 @@ pub enum Event {
     Data(Bytes),
     /// The stream ended cleanly (exec: status Success; port-forward: closed).
     End,
-    /// The stream failed; the message says why.
-    Failed(String),
+    /// The stream failed; the error says why.
+    Failed(TunnelError),
 }
 
 /// Our half that reads from the pod.
 pub struct RemoteRx {
     stream: SplitStream<Ws>,
-    kind: Kind,
+    kind: TransportKind,
+    /// port-forward: the port, and whether the data / error channel's 2-byte port
+    /// prefix went by.
+    port: u16,
+    seen_prefix: [bool; 2],
     stderr: Vec<u8>,
     pod: String,
     ended: bool,
@@ -279,28 +264,41 @@ pub struct RemoteRx {
 impl RemoteRx {
     /// The next thing the pod sent. After End or Failed, always End.
     pub async fn next(&mut self) -> Event {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`RemoteRx::next`], polled.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
         if self.ended {
-            return Event::End;
+            return Poll::Ready(Event::End);
         }
-        let ev = self.next_inner().await;
+        let ev = ready!(self.poll_next_inner(cx));
         if !matches!(ev, Event::Data(_)) {
             self.ended = true;
         }
-        ev
+        Poll::Ready(ev)
     }
 
-    async fn next_inner(&mut self) -> Event {
+    /// The pod this stream goes to.
+    pub fn pod(&self) -> &str {
+        &self.pod
+    }
+
+    fn poll_next_inner(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
         loop {
-            let msg = match self.stream.next().await {
-                None => return self.closed_without_status(),
+            let msg = match ready!(Pin::new(&mut self.stream).poll_next(cx)) {
+                None => return Poll::Ready(self.closed_without_status()),
                 Some(Err(e)) => {
-                    return Event::Failed(format!("stream to pod {} broke: {e}", self.pod))
+                    return Poll::Ready(Event::Failed(TunnelError::StreamBroken {
+                        pod: self.pod.clone(),
+                        reason: e.to_string(),
+                    }))
                 }
                 Some(Ok(m)) => m,
             };
             let mut bin = match msg {
                 Message::Binary(b) => b,
-                Message::Close(_) => return self.closed_without_status(),
+                Message::Close(_) => return Poll::Ready(self.closed_without_status()),
                 // Pings are answered by the WebSocket layer; text is not part of the protocol.
                 _ => continue,
             };
@@ -309,34 +307,38 @@ impl RemoteRx {
             }
             let channel = bin[0];
             let _ = bin.split_to(1);
-            match &mut self.kind {
-                Kind::Exec => match channel {
-                    1 if !bin.is_empty() => return Event::Data(bin),
+            match self.kind {
+                TransportKind::Exec => match channel {
+                    1 if !bin.is_empty() => return Poll::Ready(Event::Data(bin)),
                     2 => {
                         let room = STDERR_KEEP.saturating_sub(self.stderr.len());
                         self.stderr.extend_from_slice(&bin[..bin.len().min(room)]);
                     }
-                    3 => return self.status(&bin),
+                    3 => return Poll::Ready(self.status(&bin)),
                     _ => {}
                 },
-                Kind::PortForward { port, seen_prefix } => {
+                TransportKind::PortForward => {
                     let ch = channel as usize;
                     if ch > 1 {
                         continue;
                     }
-                    if !seen_prefix[ch] {
+                    if !self.seen_prefix[ch] {
                         // The first message of each channel is the port number.
-                        seen_prefix[ch] = true;
+                        self.seen_prefix[ch] = true;
                         let _ = bin.split_to(bin.len().min(2));
                     }
                     if bin.is_empty() {
                         continue;
                     }
                     if ch == 0 {
-                        return Event::Data(bin);
+                        return Poll::Ready(Event::Data(bin));
                     }
                     let text = String::from_utf8_lossy(&bin).trim().to_string();
-                    return Event::Failed(format!("port {port} of pod {}: {text}", self.pod));
+                    return Poll::Ready(Event::Failed(TunnelError::PortForward {
+                        pod: self.pod.clone(),
+                        port: self.port,
+                        message: text,
+                    }));
                 }
             }
         }
@@ -344,23 +346,16 @@ impl RemoteRx {
 
     fn closed_without_status(&self) -> Event {
         match self.kind {
-            Kind::Exec => Event::Failed(format!(
-                "the exec stream to pod {} closed without an exit status{}",
-                self.pod,
-                self.stderr_suffix()
-            )),
-            Kind::PortForward { .. } => Event::End,
+            TransportKind::Exec => Event::Failed(TunnelError::ClosedWithoutStatus {
+                pod: self.pod.clone(),
+                stderr: self.stderr_text(),
+            }),
+            TransportKind::PortForward => Event::End,
         }
     }
 
-    fn stderr_suffix(&self) -> String {
-        let s = String::from_utf8_lossy(&self.stderr);
-        let s = s.trim();
-        if s.is_empty() {
-            String::new()
-        } else {
-            format!(" (stderr: {s})")
-        }
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_string()
     }
 
     fn status(&self, json: &[u8]) -> Event {
@@ -374,24 +369,16 @@ impl RemoteRx {
             .and_then(|c| c["message"].as_str())
             .and_then(|m| m.parse::<i32>().ok());
         let message = status["message"].as_str().unwrap_or("unknown failure");
-        match code {
-            Some(127) | Some(126) => Event::Failed(format!(
-                "`buildctl dial-stdio` could not run in pod {} (exit {}): is buildctl installed in \
-                 that container? pick the buildkitd container with --container{}",
-                self.pod,
-                code.unwrap_or_default(),
-                self.stderr_suffix()
-            )),
-            Some(c) => Event::Failed(format!(
-                "`buildctl dial-stdio` in pod {} exited with code {c}{}",
-                self.pod,
-                self.stderr_suffix()
-            )),
-            None => Event::Failed(format!(
-                "exec in pod {} failed: {message}{}",
-                self.pod,
-                self.stderr_suffix()
-            )),
-        }
+        let pod = self.pod.clone();
+        let stderr = self.stderr_text();
+        Event::Failed(match code {
+            Some(code @ (126 | 127)) => TunnelError::BuildctlMissing { pod, code, stderr },
+            Some(code) => TunnelError::Exited { pod, code, stderr },
+            None => TunnelError::ExecFailed {
+                pod,
+                message: message.to_string(),
+                stderr,
+            },
+        })
     }
 }

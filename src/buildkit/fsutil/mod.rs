@@ -4,3 +4,5 @@
 mod disk;
 pub mod mode;
 pub mod receive;
+pub mod send;
+pub mod walk;

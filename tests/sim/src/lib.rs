@@ -11,6 +11,7 @@ mod exec;
 mod kubeconfig;
 mod portforward;
 mod programs;
+pub mod realkit;
 pub mod selector;
 mod server;
 mod sim;

@@ -1,9 +1,15 @@
-//! Whole scenarios: a command line and skaffold's environment, to the exact argv.
+//! The build flags through the library: a command line as clap parses it, plus
+//! skaffold's environment, to the exact spec and argv. Here, beside the flags, since
+//! only the binary knows clap.
 
-use super::testkit::Tree;
+use testkit::Tree;
 
+mod args;
+mod attrs;
 mod flags;
 mod skaffold;
+mod spec;
+pub mod testkit;
 
 pub const ADDR: &str = "unix:///tmp/kubectl-buildkit-1/buildkitd.sock";
 

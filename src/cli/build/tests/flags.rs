@@ -1,8 +1,8 @@
 //! Each build flag, to the exact argv of both clients.
 
+use super::testkit::{self, strings, Tree};
 use super::{pairs, skaffold_env, ADDR};
-use crate::build::testkit::{self, strings, Tree};
-use crate::build::{buildctl, csv, docker};
+use kubectl_buildkit::build::{buildctl, csv, docker};
 
 #[test]
 fn dockerfile_outside_the_context() {

@@ -10,27 +10,14 @@
 //! Exits 1 when a measurement fails (a build failed, bytes differed, a timeout); a
 //! missed target is a result, not a failure. See BENCHMARKS.md.
 
-#[path = "bench/concurrency.rs"]
 mod concurrency;
-#[path = "bench/dispatch.rs"]
 mod dispatch;
-#[path = "bench/echo.rs"]
 mod echo;
-#[path = "bench/env.rs"]
 mod env;
-#[path = "bench/memory.rs"]
 mod memory;
-#[path = "bench/procs.rs"]
 mod procs;
-// The plugin's own ring, compiled into this example (a bin crate cannot be imported).
-#[allow(dead_code)]
-#[path = "../src/ring.rs"]
-mod ring;
-#[path = "bench/ringbench.rs"]
 mod ringbench;
-#[path = "bench/table.rs"]
 mod table;
-#[path = "bench/throughput.rs"]
 mod throughput;
 
 use std::time::Instant;

@@ -1,6 +1,7 @@
-use super::*;
-use crate::build::testkit::{self, Tree};
+use super::testkit::{self, Tree};
+use kubectl_buildkit::build::spec::*;
 use proptest::prelude::*;
+use std::path::Path;
 
 fn err(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> String {
     match testkit::resolve(args, env, cwd) {
@@ -377,7 +378,7 @@ fn files_for_metadata_and_tls() {
     // clap refuses the combination; resolve does too when handed such flags directly.
     let mut flags = testkit::flags(&["ctx", "--tlsdir", "tls"]);
     flags.tlscert = Some("tls/cert.pem".into());
-    let msg = resolve(&flags, &testkit::env(&[]), &t.root)
+    let msg = resolve(&flags.options(), &testkit::env(&[]), &t.root)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("--tlsdir cannot be combined"), "{msg}");
@@ -399,9 +400,9 @@ proptest! {
         let env = [("IMAGE", "r/a:1"), ("PUSH_IMAGE", push_image.as_str()), ("PLATFORMS", platforms.as_str())];
         let mut flags = testkit::flags(&["ctx", "--build-arg", "X"]);
         flags.build_args.push(build_arg);
-        let _ = resolve(&flags, &testkit::env(&env), &t.root);
+        let _ = resolve(&flags.options(), &testkit::env(&env), &t.root);
         flags.outputs.push(output);
-        match resolve(&flags, &testkit::env(&env), &t.root) {
+        match resolve(&flags.options(), &testkit::env(&env), &t.root) {
             Ok(s) => prop_assert!(s.notes.iter().all(|n| !n.contains(&value))),
             Err(e) => {
                 let msg = format!("{e:#}");

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-use super::args::BuildFlags;
-use super::spec::{self, BuildSpec};
+use super::super::BuildFlags;
+use kubectl_buildkit::build::spec::{self, BuildSpec};
 
 #[derive(Debug, Parser)]
 #[command(name = "build")]
@@ -74,7 +74,7 @@ pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 
 /// Resolve `build ARGS...` with the environment `pairs` in the directory `cwd`.
 pub fn resolve(args: &[&str], pairs: &[(&str, &str)], cwd: &Path) -> anyhow::Result<BuildSpec> {
-    spec::resolve(&flags(args), &env(pairs), cwd)
+    spec::resolve(&flags(args).options(), &env(pairs), cwd)
 }
 
 /// Owned strings, for comparing argv.

@@ -1,9 +1,9 @@
 //! skaffold's custom builder contract, and the original wrapper's command lines.
 
+use super::testkit::{self, strings, Tree};
 use super::{pairs, skaffold_env, ADDR};
-use crate::build::spec::Export;
-use crate::build::testkit::{self, strings, Tree};
-use crate::build::{buildctl, docker};
+use kubectl_buildkit::build::spec::Export;
+use kubectl_buildkit::build::{buildctl, docker};
 
 #[test]
 fn skaffold_push() {
