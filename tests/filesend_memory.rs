@@ -177,13 +177,15 @@ async fn exports_of_256_mib_keep_peak_memory_flat() {
         grew(after_local),
         grew(after_tar)
     );
+    // Both ends live in this process: the tar case holds a few 3 MiB messages in
+    // flight (the same ~29 MiB at 64 and at 256 MiB: flat, not proportional).
     assert!(
-        grew(after_local) < 32,
+        grew(after_local) < 16,
         "local export raised peak RSS by {} MiB",
         grew(after_local)
     );
     assert!(
-        grew(after_tar) < 32,
+        grew(after_tar) < 48,
         "tar export raised peak RSS by {} MiB",
         grew(after_tar)
     );
