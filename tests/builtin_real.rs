@@ -462,3 +462,88 @@ fn bad_input_is_refused_before_any_connection() {
         "nothing reached the pod"
     );
 }
+
+/// A private fixture with an htpasswd registry holding `base:1` (busybox pushed by
+/// the fixture's own docker), and the docker config that logs in to it.
+fn registry_with_base(user: &str, password: &str) -> Option<(RealBuildkit, String)> {
+    let kit = match RealBuildkit::start(kube_sim::realkit::FixtureOptions {
+        daemons: 1,
+        registry_users: vec![(user.to_string(), password.to_string())],
+    }) {
+        Ok(k) => k,
+        Err(e) => {
+            kube_sim::realkit::skip_or_fail(&e);
+            return None;
+        }
+    };
+    let host = kit.registry().host();
+    let image = format!("{host}/base:1");
+    let cfg = tempfile::tempdir().unwrap();
+    let docker = |args: &[&str]| {
+        let out = kit.daemons()[0]
+            .docker()
+            .env("DOCKER_CONFIG", cfg.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    docker(&["tag", BUSYBOX_IMAGE, &image]);
+    docker(&["login", "-u", user, "-p", password, &host]);
+    docker(&["push", &image]);
+    // Untag it: dockerd's BuildKit would take a local image before the registry.
+    docker(&["rmi", &image]);
+    Some((kit, image))
+}
+
+fn docker_config(home: &Path, host: &str, user: &str, password: &str) {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        serde_json::json!({ "auths": { host: { "auth": auth } } }).to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_base_image_from_an_htpasswd_registry_is_pulled_with_the_docker_configs_credentials() {
+    let Some((kit, image)) = registry_with_base("builder", "pa55-w0rd") else {
+        return;
+    };
+    let host = kit.registry().host();
+    let sim = real_cluster(&kit, &[("real-0", 0)]);
+    let p = Project::new();
+    std::fs::write(
+        p.ctx().join("Dockerfile"),
+        format!("FROM {image}\nRUN echo pulled > /pulled\n"),
+    )
+    .unwrap();
+    // Wrong password first: a clear failure naming the registry's refusal.
+    docker_config(p.root(), &host, "builder", "wrong");
+    let dest = p.root().join("out");
+    let out = run(build(&p, &sim).args(["-o", &format!("type=local,dest={}", dest.display())]));
+    let err = fails_with(&out, 1, &["error: the build failed"]);
+    assert!(
+        err.to_lowercase().contains("401") || err.to_lowercase().contains("unauthorized"),
+        "the registry's refusal is named:\n{err}"
+    );
+    assert!(
+        !err.contains("pa55-w0rd") && !err.contains("wrong"),
+        "no password in the output"
+    );
+    docker_config(p.root(), &host, "builder", "pa55-w0rd");
+    let out = run(build(&p, &sim).args(["-o", &format!("type=local,dest={}", dest.display())]));
+    ok(&out);
+    assert_eq!(std::fs::read(dest.join("pulled")).unwrap(), b"pulled\n");
+    assert!(
+        dest.join("bin/busybox").is_file(),
+        "the pulled base image's files are there"
+    );
+    assert!(!stderr(&out).contains("pa55-w0rd"));
+}
