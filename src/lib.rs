@@ -18,11 +18,15 @@
 //!   docker. Pure.
 //! - [`buildkit`]: the built-in BuildKit client over any byte stream (a
 //!   [`tunnel::Connection`], a unix socket): solve, status, the session we serve.
+//! - [`builder`]: `create`/`rm`: a builder's objects from a plain
+//!   [`builder::spec::BuilderSpec`] (pure), server-side applied all or nothing, its pods
+//!   waited for; removal by label.
 //! - [`process`]: child processes and the signals they must see.
 //! - [`output`], [`log`], [`progress`]: what goes to stdout and stderr.
 
 pub mod build;
 pub mod buildkit;
+pub mod builder;
 pub mod cluster;
 pub mod log;
 pub mod names;

@@ -140,7 +140,11 @@ async fn answer(req: Request<Incoming>, state: Arc<State>, server_addr: String) 
                 server_addr,
                 wants_table,
             };
-            route(req, &ctx)
+            if crate::resources::serves(req.method(), req.uri().path()) {
+                crate::resources::answer(req, &ctx).await
+            } else {
+                route(req, &ctx)
+            }
         }
     };
     state.record(RequestRecord {

@@ -125,6 +125,11 @@ impl Sim {
         self.state.set_faults(f);
     }
 
+    /// Change how the StatefulSet controller's new pods behave.
+    pub fn set_controller(&self, c: crate::controller::ControllerConfig) {
+        self.state.workloads.set_config(c);
+    }
+
     /// Every HTTP request answered so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state.requests()

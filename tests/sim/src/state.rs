@@ -58,6 +58,8 @@ pub struct State {
     users: Vec<UserConfig>,
     counters: Mutex<HashMap<(String, String), Arc<Counters>>>,
     requests: Mutex<Vec<RequestRecord>>,
+    /// StatefulSets, Services, ConfigMaps, claims, RBAC objects and their controller.
+    pub workloads: crate::controller::Workloads,
     me: Weak<State>,
 }
 
@@ -120,6 +122,7 @@ impl State {
             users,
             counters: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            workloads: crate::controller::Workloads::new(cfg.controller.clone()),
             me: me.clone(),
         });
         for pod in &cfg.pods {
@@ -146,6 +149,20 @@ impl State {
 
     pub fn has_namespace(&self, ns: &str) -> bool {
         lock(&self.inner).namespaces.contains(ns)
+    }
+
+    /// Add a namespace; false when it existed.
+    pub fn add_namespace(&self, ns: &str) -> bool {
+        lock(&self.inner).namespaces.insert(ns.to_string())
+    }
+
+    pub fn remove_namespace(&self, ns: &str) {
+        lock(&self.inner).namespaces.remove(ns);
+    }
+
+    /// The runtime the cluster's background work runs on.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 
     /// Pods in a namespace (None = all), in the apiserver's order (namespace, name).
