@@ -25,8 +25,8 @@
 //! - [`output`], [`log`], [`progress`]: what goes to stdout and stderr.
 
 pub mod build;
-pub mod buildkit;
 pub mod builder;
+pub mod buildkit;
 pub mod cluster;
 pub mod log;
 pub mod names;
