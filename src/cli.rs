@@ -53,7 +53,13 @@ Environment:
   PUSH_IMAGE     skaffold: push (true) or load into the local docker daemon (false)
   BUILD_CONTEXT  skaffold: the default build context
   PLATFORMS      skaffold: the default --platform list
-  BUILDKIT_HOST  set for the command run by `kubectl buildkit tunnel -- COMMAND`",
+  BUILDKIT_HOST  set for the command run by `kubectl buildkit tunnel -- COMMAND`
+  KUBECTL_BUILDKIT_CLI  build's default --cli (builtin, buildctl or docker)
+  BUILDKIT_PROGRESS     build's default --progress (auto, tty, plain, rawjson, quiet)
+  NO_COLOR       no colour in build's tty progress
+  DOCKER_CONFIG  where the registry credentials' config.json is (default ~/.docker)
+  SSH_AUTH_SOCK  the agent `build --ssh default` forwards
+  PATH           where buildctl, docker and docker-credential-* helpers are found",
     cluster_env!(),
     tmpdir_env!()
 );
@@ -246,7 +252,11 @@ Environment (skaffold's custom builder sets these):
   PUSH_IMAGE     true: push the image; false: load it into the local docker daemon
   BUILD_CONTEXT  default CONTEXT
   PLATFORMS      default --platform (comma-separated)
-Environment (also read):", cluster_env!(), tmpdir_env!()))]
+Environment (also read):
+  KUBECTL_BUILDKIT_CLI  default --cli
+  BUILDKIT_PROGRESS     default --progress
+  DOCKER_CONFIG  registry credentials (config.json; default ~/.docker)
+  SSH_AUTH_SOCK  the agent --ssh default forwards", cluster_env!(), tmpdir_env!()))]
     Build(Box<BuildArgs>),
     /// List the buildkitd pods: eligibility, ring share, and which one a key picks
     #[command(after_help = concat!("Examples:

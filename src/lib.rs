@@ -17,6 +17,8 @@
 //!   ([`tunnel::Tunnel`]).
 //! - [`build`]: flags + skaffold's environment -> one build spec -> argv for buildctl or
 //!   docker. Pure.
+//! - [`buildkit`]: the built-in BuildKit client over any byte stream (a
+//!   [`tunnel::Connection`], a unix socket): solve, status, the session we serve.
 //! - [`builder`]: `create`/`rm`: a builder's objects from a plain
 //!   [`builder::spec::BuilderSpec`] (pure), server-side applied all or nothing, its pods
 //!   waited for; removal by label.
@@ -25,6 +27,7 @@
 
 pub mod build;
 pub mod builder;
+pub mod buildkit;
 pub mod cluster;
 pub mod duration;
 pub mod log;

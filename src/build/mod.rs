@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod buildctl;
+pub mod builtin;
 pub mod csv;
 pub mod docker;
 pub mod files;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 /// Which client runs the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildClient {
+    /// Our own BuildKit client, straight into the tunnel (no buildctl needed)
+    Builtin,
     /// buildctl, through a tunnel to a buildkitd pod (or to --addr)
     Buildctl,
     /// docker build with BuildKit on the local docker daemon
@@ -94,6 +96,14 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// Frontend to use (buildctl)
     pub frontend: String,
+    /// Network for RUN steps: default, none or host (docker's --network)
+    pub network: Option<String>,
+    /// Extra /etc/hosts entries for RUN steps, HOST:IP (repeatable)
+    pub add_hosts: Vec<String>,
+    /// Extra privileges: network.host, security.insecure (repeatable)
+    pub allow: Vec<String>,
+    /// A named local context, NAME=DIR (repeatable): `FROM NAME` / `COPY --from=NAME`
+    pub build_contexts: Vec<String>,
 
     /// Address of a buildkitd to use directly, as buildctl takes it
     /// (tcp://HOST:PORT, unix://PATH, kube-pod://POD...): no pod selection, no tunnel
@@ -118,7 +128,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             context: None,
-            cli: BuildClient::Buildctl,
+            cli: BuildClient::Builtin,
             buildctl: PathBuf::from("buildctl"),
             docker: PathBuf::from("docker"),
             file: None,
@@ -141,6 +151,10 @@ impl Default for BuildOptions {
             opts: Vec::new(),
             metadata_file: None,
             frontend: super::spec::DEFAULT_FRONTEND.to_string(),
+            network: None,
+            add_hosts: Vec::new(),
+            allow: Vec::new(),
+            build_contexts: Vec::new(),
             addr: None,
             tlsservername: None,
             tlscacert: None,

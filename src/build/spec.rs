@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 use super::options::{BuildClient, BuildOptions, Progress};
-use super::{attrs, files, kv, skaffold};
+use super::{attrs, builtin, files, kv, skaffold};
+use crate::buildkit::NetworkMode;
 
 /// The Dockerfile, as docker (one path) and buildctl (a directory + a name in it) need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,14 @@ pub struct BuildSpec {
     /// Absolute path.
     pub metadata_file: Option<PathBuf>,
     pub frontend: String,
+    /// --network: the network of RUN steps.
+    pub network: NetworkMode,
+    /// --add-host, as (host, ip).
+    pub add_hosts: Vec<(String, String)>,
+    /// --allow entitlements.
+    pub allow: Vec<String>,
+    /// --build-context NAME=DIR, DIR absolute.
+    pub named_contexts: Vec<(String, PathBuf)>,
     /// --addr: a buildkitd to use directly.
     pub addr: Option<String>,
     pub tls: Tls,
@@ -209,6 +218,22 @@ pub fn resolve(
         opts,
         metadata_file,
         frontend: flags.frontend.clone(),
+        network: builtin::network(flags.network.as_deref())?,
+        add_hosts: flags
+            .add_hosts
+            .iter()
+            .map(|h| builtin::add_host(h))
+            .collect::<Result<_>>()?,
+        allow: flags
+            .allow
+            .iter()
+            .map(|a| builtin::entitlement(a))
+            .collect::<Result<_>>()?,
+        named_contexts: flags
+            .build_contexts
+            .iter()
+            .map(|c| builtin::named_context(c, cwd))
+            .collect::<Result<_>>()?,
         addr,
         tls: files::tls(flags, cwd)?,
         extra: flags.extra.clone(),

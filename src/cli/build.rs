@@ -13,6 +13,8 @@ mod tests;
 /// Which client runs the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClientArg {
+    /// our own BuildKit client, straight into the tunnel (no buildctl needed)
+    Builtin,
     /// buildctl, through a tunnel to a buildkitd pod (or to --addr)
     Buildctl,
     /// docker build with BuildKit on the local docker daemon
@@ -32,6 +34,7 @@ pub enum ProgressArg {
 impl From<ClientArg> for BuildClient {
     fn from(c: ClientArg) -> Self {
         match c {
+            ClientArg::Builtin => BuildClient::Builtin,
             ClientArg::Buildctl => BuildClient::Buildctl,
             ClientArg::Docker => BuildClient::Docker,
         }
@@ -58,7 +61,7 @@ pub struct BuildFlags {
     pub context: Option<PathBuf>,
 
     /// Client that runs the build
-    #[arg(long, value_enum, default_value_t = ClientArg::Buildctl)]
+    #[arg(long, value_enum, default_value_t = ClientArg::Builtin, env = "KUBECTL_BUILDKIT_CLI")]
     pub cli: ClientArg,
     /// The buildctl program to run
     #[arg(long, value_name = "PATH", default_value = "buildctl")]
@@ -138,6 +141,20 @@ pub struct BuildFlags {
     #[arg(long, value_name = "NAME", default_value = kubectl_buildkit::build::spec::DEFAULT_FRONTEND)]
     pub frontend: String,
 
+    /// Network for RUN steps: default, none, or host (needs --allow network.host on
+    /// the daemon's side)
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Extra /etc/hosts entry for RUN steps (repeatable)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Extra privileged entitlement: network.host, security.insecure (repeatable)
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// A named local context for `FROM NAME` / `COPY --from=NAME` (repeatable)
+    #[arg(long = "build-context", value_name = "NAME=DIR")]
+    pub build_contexts: Vec<String>,
+
     /// Address of a buildkitd to use directly, as buildctl takes it
     /// (tcp://HOST:PORT, unix://PATH, kube-pod://POD...): no pod selection, no tunnel
     #[arg(long, value_name = "ADDR")]
@@ -192,6 +209,10 @@ impl BuildFlags {
             opts: f.opts,
             metadata_file: f.metadata_file,
             frontend: f.frontend,
+            network: f.network,
+            add_hosts: f.add_hosts,
+            allow: f.allow,
+            build_contexts: f.build_contexts,
             addr: f.addr,
             tlsservername: f.tlsservername,
             tlscacert: f.tlscacert,

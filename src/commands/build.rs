@@ -1,6 +1,8 @@
 //! `kubectl buildkit build`: flags + skaffold env -> BuildSpec -> a tunnel to the
 //! chosen pod (or --addr, or the local docker daemon) -> buildctl / docker.
 
+mod builtin;
+
 use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
@@ -71,6 +73,15 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
     }
     let mut signals = Signals::install()?;
     match spec.client {
+        BuildClient::Builtin => {
+            if spec.addr.is_some() {
+                reject_kube_flags(
+                    matches,
+                    "with --addr (the build connects to that buildkitd directly)",
+                )?;
+            }
+            builtin::run(kube, args, &spec, &cwd, &mut signals).await
+        }
         BuildClient::Docker => {
             reject_kube_flags(
                 matches,

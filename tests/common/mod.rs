@@ -203,6 +203,9 @@ pub fn clean_env(cmd: &mut Command, home: &Home) {
         cmd.env_remove(var);
     }
     cmd.env("HOME", home.path());
+    // These tests prove the buildctl path (and --cli docker where they say so): the
+    // built-in client's own tests (builtin_real.rs) remove this.
+    cmd.env("KUBECTL_BUILDKIT_CLI", "buildctl");
     // The stand-in buildctl's connect-and-greet limit (real buildctl: --timeout 5): these
     // tests are about behaviour, and on a loaded CI machine a failover can take longer.
     cmd.env("SIM_BUILDCTL_DEFAULT_TIMEOUT", "60");

@@ -1,0 +1,305 @@
+//! The diffcopy SENDER (FileSync: our files to the daemon).
+//!
+//! One STAT per entry in walk order, then an empty STAT; meanwhile the receiver asks
+//! for the regular files it lacks (REQ{id}, the id being the STAT's index) and gets
+//! DATA chunks then an empty DATA; its FIN is answered with FIN. Files are read in
+//! chunks into a bounded queue, so memory stays flat whatever the context's size.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bollard_buildkit_proto::fsutil::types::packet::PacketType;
+use bollard_buildkit_proto::fsutil::types::{Packet, Stat};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
+
+use super::walk::{walk, WalkEntry, WalkError, WalkFilter};
+
+/// Bytes of file data per DATA packet (well under every daemon's message limit).
+pub const CHUNK: usize = 256 * 1024;
+
+/// What one transfer moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendStats {
+    pub entries: u64,
+    pub files_sent: u64,
+    pub bytes_sent: u64,
+}
+
+/// Run the sender: `incoming` is the receiver's packets, `out` carries ours. Returns
+/// when the receiver's FIN was answered (or it hung up).
+pub async fn send_dir<S>(
+    root: PathBuf,
+    filter: WalkFilter,
+    mut incoming: S,
+    out: mpsc::Sender<Result<Packet, Status>>,
+) -> Result<SendStats, Status>
+where
+    S: Stream<Item = Result<Packet, Status>> + Unpin,
+{
+    // id -> file, filled by the walk before the STAT with that id goes out.
+    let files: Arc<Mutex<Vec<Option<PathBuf>>>> = Arc::default();
+    let walk_task = {
+        let files = files.clone();
+        let out = out.clone();
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut count: u64 = 0;
+            let result = walk(&root, &filter, &mut |WalkEntry { stat, file }| {
+                files.lock().expect("file table").push(file);
+                count += 1;
+                out.blocking_send(Ok(stat_packet(Some(stat))))
+                    .map_err(|_| ())
+            });
+            match result {
+                Ok(()) => {
+                    let _ = out.blocking_send(Ok(stat_packet(None)));
+                    Ok(count)
+                }
+                Err(WalkError::Stopped(())) => Ok(count),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    };
+
+    let mut stats = SendStats::default();
+    let mut walk_task = Some(walk_task);
+    loop {
+        let packet = match incoming.next().await {
+            Some(Ok(p)) => p,
+            Some(Err(status)) => return Err(status),
+            None => break,
+        };
+        match PacketType::try_from(packet.r#type) {
+            Ok(PacketType::PacketReq) => {
+                let path = files
+                    .lock()
+                    .expect("file table")
+                    .get(packet.id as usize)
+                    .cloned()
+                    .flatten();
+                let Some(path) = path else {
+                    let msg = format!(
+                        "the receiver asked for entry {} which is not a file",
+                        packet.id
+                    );
+                    let _ = out.send(Ok(err_packet(&msg))).await;
+                    return Err(Status::invalid_argument(msg));
+                };
+                stats.bytes_sent += send_file(packet.id, &path, &out).await?;
+                stats.files_sent += 1;
+            }
+            Ok(PacketType::PacketFin) => {
+                // Every STAT went out before the receiver could finish.
+                if let Some(task) = walk_task.take() {
+                    stats.entries = join_walk(task).await?;
+                }
+                let _ = out
+                    .send(Ok(Packet {
+                        r#type: PacketType::PacketFin as i32,
+                        ..Default::default()
+                    }))
+                    .await;
+                return Ok(stats);
+            }
+            Ok(PacketType::PacketErr) => {
+                return Err(Status::aborted(format!(
+                    "the daemon stopped the transfer: {}",
+                    String::from_utf8_lossy(&packet.data)
+                )))
+            }
+            // STAT / DATA are not sent to a sender; ignore like fsutil.
+            _ => {}
+        }
+    }
+    if let Some(task) = walk_task.take() {
+        stats.entries = join_walk(task).await?;
+    }
+    Ok(stats)
+}
+
+async fn join_walk(task: tokio::task::JoinHandle<Result<u64, String>>) -> Result<u64, Status> {
+    match task.await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(msg)) => Err(Status::internal(msg)),
+        Err(e) => Err(Status::internal(format!("the file walk failed: {e}"))),
+    }
+}
+
+/// Stream one file as DATA chunks and the empty DATA that ends it.
+async fn send_file(
+    id: u32,
+    path: &std::path::Path,
+    out: &mpsc::Sender<Result<Packet, Status>>,
+) -> Result<u64, Status> {
+    let gone = |_| Status::cancelled("the session closed");
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Status::not_found(format!("cannot open {}: {e}", path.display())))?;
+    let mut total = 0u64;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            let n = file
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        total += filled as u64;
+        out.send(Ok(data_packet(id, buf))).await.map_err(gone)?;
+        if filled < CHUNK {
+            break;
+        }
+    }
+    out.send(Ok(data_packet(id, Vec::new())))
+        .await
+        .map_err(gone)?;
+    Ok(total)
+}
+
+fn stat_packet(stat: Option<Stat>) -> Packet {
+    Packet {
+        r#type: PacketType::PacketStat as i32,
+        stat,
+        ..Default::default()
+    }
+}
+
+fn data_packet(id: u32, data: Vec<u8>) -> Packet {
+    Packet {
+        r#type: PacketType::PacketData as i32,
+        id,
+        data,
+        ..Default::default()
+    }
+}
+
+fn err_packet(msg: &str) -> Packet {
+    Packet {
+        r#type: PacketType::PacketErr as i32,
+        data: msg.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    /// A receiver that asks for every regular file once its STAT arrives, collects
+    /// the data, and finishes with FIN: the protocol as the daemon drives it.
+    #[tokio::test]
+    async fn every_requested_file_arrives_whole_then_fin() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..(3 * CHUNK + 17)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+        std::fs::write(dir.path().join("empty.txt"), b"").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/small"), b"hi").unwrap();
+
+        let (to_sender, from_receiver) = mpsc::channel(16);
+        let (out, mut from_sender) = mpsc::channel(4);
+        let sender = tokio::spawn(send_dir(
+            dir.path().to_path_buf(),
+            WalkFilter::default(),
+            ReceiverStream::new(from_receiver),
+            out,
+        ));
+        let mut stats: Vec<Stat> = Vec::new();
+        let mut data: std::collections::HashMap<u32, Vec<u8>> = Default::default();
+        let mut open = 0;
+        let mut listing_done = false;
+        while let Some(p) = from_sender.recv().await {
+            let p = p.unwrap();
+            match PacketType::try_from(p.r#type).unwrap() {
+                PacketType::PacketStat => match p.stat {
+                    Some(s) => {
+                        if s.mode & super::super::mode::MODE_TYPE == 0 {
+                            let id = stats.len() as u32;
+                            to_sender
+                                .send(Ok(Packet {
+                                    r#type: PacketType::PacketReq as i32,
+                                    id,
+                                    ..Default::default()
+                                }))
+                                .await
+                                .unwrap();
+                            open += 1;
+                        }
+                        stats.push(s);
+                    }
+                    None => listing_done = true,
+                },
+                PacketType::PacketData => {
+                    if p.data.is_empty() {
+                        open -= 1;
+                        if open == 0 && listing_done {
+                            to_sender
+                                .send(Ok(Packet {
+                                    r#type: PacketType::PacketFin as i32,
+                                    ..Default::default()
+                                }))
+                                .await
+                                .unwrap();
+                        }
+                    } else {
+                        data.entry(p.id).or_default().extend(p.data);
+                    }
+                }
+                PacketType::PacketFin => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let result = sender.await.unwrap().unwrap();
+        let names: Vec<&str> = stats.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(names, vec!["big.bin", "d", "d/small", "empty.txt"]);
+        assert_eq!(data[&0], big);
+        assert_eq!(data[&2], b"hi");
+        assert!(!data.contains_key(&3), "an empty file sends no data chunk");
+        assert_eq!(result.files_sent, 3);
+        assert_eq!(result.bytes_sent, big.len() as u64 + 2);
+        assert_eq!(result.entries, 4);
+    }
+
+    #[tokio::test]
+    async fn a_request_for_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let (to_sender, from_receiver) = mpsc::channel(4);
+        let (out, mut from_sender) = mpsc::channel(4);
+        let sender = tokio::spawn(send_dir(
+            dir.path().to_path_buf(),
+            WalkFilter::default(),
+            ReceiverStream::new(from_receiver),
+            out,
+        ));
+        // Wait for the end of the listing, then ask for the directory.
+        while let Some(Ok(p)) = from_sender.recv().await {
+            if p.stat.is_none() {
+                break;
+            }
+        }
+        to_sender
+            .send(Ok(Packet {
+                r#type: PacketType::PacketReq as i32,
+                id: 0,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let err = sender.await.unwrap().unwrap_err();
+        assert!(err.message().contains("not a file"), "{err}");
+    }
+}
