@@ -12,6 +12,10 @@ use kube::{Client, Config};
 
 use crate::names;
 
+mod explain;
+use explain::credential_plugin_failure;
+pub use explain::explain_kube_error;
+
 /// How to reach the cluster: kubectl's connection flags as plain values (the binary
 /// fills this from `--kubeconfig`, `--context`, ...; `None` means kubectl's default).
 #[derive(Debug, Clone, Default)]
@@ -84,14 +88,22 @@ fn load_kubeconfig(flag: Option<&Path>) -> Result<(Kubeconfig, String)> {
     }
 }
 
+/// One kubeconfig file. Relative paths in it (certificate-authority, client-certificate,
+/// client-key, tokenFile, an exec plugin's command with a '/') are rebased on the file's
+/// own directory, as kubectl does: kube's `read_from` does that, `from_yaml` does not.
 fn read_one(path: &Path) -> Result<Kubeconfig> {
-    let text = std::fs::read_to_string(path)
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // UTF-8 text, or a clear "cannot read" (kube alone would also decode UTF-16).
+    std::fs::read_to_string(&absolute)
         .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-    Kubeconfig::from_yaml(&text).map_err(|e| {
-        anyhow!(
+    Kubeconfig::read_from(&absolute).map_err(|e| match e {
+        kube::config::KubeconfigError::ReadConfig(io, _) => {
+            anyhow!("cannot read kubeconfig {}: {io}", path.display())
+        }
+        e => anyhow!(
             "kubeconfig {} is not valid: {e}; fix the file or pass another --kubeconfig",
             path.display()
-        )
+        ),
     })
 }
 
@@ -285,115 +297,4 @@ pub fn humantime(d: Duration) -> String {
     } else {
         format!("{}s", d.as_secs())
     }
-}
-
-/// Turn a kube error into a message that says what failed, where, and what to do.
-pub fn explain_kube_error(
-    what: &str,
-    server: &str,
-    context: &str,
-    namespace: &str,
-    e: kube::Error,
-) -> anyhow::Error {
-    match &e {
-        kube::Error::Api(status) => {
-            let code = status.code;
-            let msg = status.message.as_str();
-            match code {
-                401 => anyhow!(
-                    "{what}: the API server {server} rejected our credentials (401 Unauthorized, \
-                     context {context}); log in again or fix the user in your kubeconfig"
-                ),
-                403 => anyhow!(
-                    "{what}: forbidden (403, context {context}): {msg}; ask a cluster admin for \
-                     this permission (see example/k8s_buildkitd/rbac.yaml for the Role we need)"
-                ),
-                404 => anyhow!(
-                    "{what}: not found (404, context {context}, namespace {namespace}): {msg}"
-                ),
-                400 => anyhow!("{what}: the API server refused the request (400): {msg}"),
-                _ => anyhow!("{what}: the API server {server} answered {code}: {msg}"),
-            }
-        }
-        _ if credential_plugin_failure(&e).is_some() => anyhow!(
-            "{what}: the kubeconfig's credential plugin failed (context {context}): {}; run the \
-             plugin by hand to see why, or log in again",
-            credential_plugin_failure(&e).unwrap_or_default()
-        ),
-        _ => {
-            let chain = error_chain(&e);
-            let lower = chain.to_lowercase();
-            if lower.contains("connection refused") || lower.contains("tcp connect error") {
-                anyhow!(
-                    "{what}: cannot reach the API server {server} (context {context}): {chain}; \
-                     is the cluster up, and is this the right context?"
-                )
-            } else if lower.contains("timed out") || lower.contains("elapsed") {
-                anyhow!(
-                    "{what}: the API server {server} (context {context}) timed out: {chain}; \
-                     check the network, or raise --request-timeout"
-                )
-            } else if lower.contains("exec") && lower.contains("auth") {
-                anyhow!(
-                    "{what}: the kubeconfig's credential plugin failed (context {context}): {chain}; \
-                     run the plugin by hand to see why, or log in again"
-                )
-            } else if lower.contains("error deserializing") || lower.contains("expected") {
-                anyhow!(
-                    "{what}: the API server {server} sent a response we cannot read: {chain}; \
-                     is {server} really a Kubernetes API server?"
-                )
-            } else {
-                anyhow!("{what}: {chain} (server {server}, context {context})")
-            }
-        }
-    }
-}
-
-/// Why an exec credential plugin failed, without its stdout (which may hold a token)
-/// or its command line (which may hold secrets): its exit status and stderr only.
-fn credential_plugin_failure(e: &kube::Error) -> Option<String> {
-    use kube::client::AuthError;
-    let kube::Error::Auth(auth) = e else {
-        return None;
-    };
-    Some(match auth {
-        AuthError::AuthExecStart(io) => format!("it could not be started: {io}"),
-        AuthError::AuthExecRun { out, .. } => {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let err = err.trim();
-            let tail: String = err
-                .chars()
-                .rev()
-                .take(1000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            if tail.is_empty() {
-                format!("it exited with {}", out.status)
-            } else {
-                format!("it exited with {}: {tail}", out.status)
-            }
-        }
-        AuthError::AuthExecParse(_) => "its output is not a valid ExecCredential".to_string(),
-        AuthError::AuthExec(_) | AuthError::AuthExecSerialize(_) => {
-            "it did not produce a credential".to_string()
-        }
-        _ => return None,
-    })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        let part = inner.to_string();
-        if !s.contains(&part) {
-            s.push_str(": ");
-            s.push_str(&part);
-        }
-        cur = inner.source();
-    }
-    s
 }

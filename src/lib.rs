@@ -5,6 +5,7 @@
 //! flows down this list; no module reaches up:
 //!
 //! - [`names`]: Kubernetes name rules (pods, namespaces, containers).
+//! - [`duration`]: `--request-timeout` values, as kubectl (Go) parses them.
 //! - [`ring`]: consistent hashing, key -> fallback order over pod names. Pure.
 //! - [`cluster`]: a kube client from the user's kubeconfig, like kubectl
 //!   ([`cluster::ClusterOptions`]), and the few API calls we make.
@@ -18,12 +19,17 @@
 //!   docker. Pure.
 //! - [`buildkit`]: the built-in BuildKit client over any byte stream (a
 //!   [`tunnel::Connection`], a unix socket): solve, status, the session we serve.
+//! - [`builder`]: `create`/`rm`: a builder's objects from a plain
+//!   [`builder::spec::BuilderSpec`] (pure), server-side applied all or nothing, its pods
+//!   waited for; removal by label.
 //! - [`process`]: child processes and the signals they must see.
 //! - [`output`], [`log`], [`progress`]: what goes to stdout and stderr.
 
 pub mod build;
+pub mod builder;
 pub mod buildkit;
 pub mod cluster;
+pub mod duration;
 pub mod log;
 pub mod names;
 pub mod output;

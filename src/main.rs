@@ -22,10 +22,11 @@ fn main() {
         std::process::exit(completion::run(&words));
     }
     let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    cli.command.resolve_builder();
     log::init(cli.kube.quiet, cli.kube.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,6 +47,8 @@ fn main() {
             Command::Pods(args) => commands::pods::run(&cli.kube, args).await,
             Command::Ring(args) => commands::ring::run(&cli.kube, args).await,
             Command::Tunnel(args) => commands::tunnel::run(&cli.kube, args).await,
+            Command::Create(args) => commands::create::run(&cli.kube, args).await,
+            Command::Rm(args) => commands::rm::run(&cli.kube, args).await,
             Command::Version(args) => commands::version::run(args),
             Command::Completion(args) => commands::completion::run(args),
         }

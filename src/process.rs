@@ -106,6 +106,19 @@ impl Signals {
         Ok(Signals {})
     }
 
+    /// Run `fut` unless SIGINT or SIGTERM comes first: then `Err(signal)`, and `fut` is
+    /// dropped (what it opened closes with it). For every wait that is not on a child:
+    /// the API server, a credential plugin, a tunnel's first dial.
+    pub async fn unless_interrupted<F: std::future::Future>(
+        &mut self,
+        fut: F,
+    ) -> Result<F::Output, Forwarded> {
+        tokio::select! {
+            out = fut => Ok(out),
+            sig = self.recv() => Err(sig),
+        }
+    }
+
     pub async fn recv(&mut self) -> Forwarded {
         #[cfg(unix)]
         {

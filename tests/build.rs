@@ -477,7 +477,7 @@ fn sixteen_concurrent_builds_across_four_pods_are_byte_exact() {
         })
         .collect();
     for c in children {
-        let out = c.wait_with_output().unwrap();
+        let out = finish_within(c, CHILD_DEADLINE);
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let recs = p.buildctl_records();
@@ -530,6 +530,6 @@ fn leftovers_sees_a_child_that_only_carries_our_tmpdir() {
     }
     assert!(listed(&left), "{left:?}");
     child.kill().unwrap();
-    child.wait().unwrap();
+    wait_within(&mut child, CHILD_DEADLINE);
     p.assert_clean();
 }

@@ -78,6 +78,7 @@ fn sim() -> Sim {
 
 #[test]
 fn kubectl_completes_subcommands_and_flags() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = sim();
     let home = Home::new();
     let kc = sim.kubeconfig().to_path_buf();
@@ -107,6 +108,7 @@ fn kubectl_completes_subcommands_and_flags() {
 
 #[test]
 fn kubectl_completes_contexts_namespaces_and_pods_from_the_cluster() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = sim();
     let home = Home::new();
     let kc = sim.kubeconfig().to_path_buf();
@@ -150,6 +152,7 @@ fn kubectl_completes_contexts_namespaces_and_pods_from_the_cluster() {
 
 #[test]
 fn an_unresponsive_cluster_costs_a_bounded_wait_and_offers_nothing() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = sim();
     let home = Home::new();
     // A server that accepts connections and never answers.

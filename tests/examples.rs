@@ -105,7 +105,18 @@ fn statefulset_runs_rootless_buildkitd_where_the_plugin_looks() {
     // The plugin's default selector, and the namespace the examples build in.
     assert_eq!(pod_labels.get("app").map(String::as_str), Some("buildkitd"));
     assert_eq!(sts.metadata.namespace.as_deref(), Some("buildkit"));
-    assert_eq!(spec.selector.match_labels.as_ref(), Some(&pod_labels));
+    // The selector picks out this builder's pods (the pods carry more labels).
+    let selector = spec.selector.match_labels.clone().unwrap();
+    assert!(
+        selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "{selector:?} does not select {pod_labels:?}"
+    );
+    assert_eq!(
+        selector
+            .get("buildkit.kubectl.io/builder")
+            .map(String::as_str),
+        sts.metadata.name.as_deref()
+    );
 
     let pod = spec.template.spec.as_ref().unwrap();
     let c = &pod.containers[0];
@@ -145,7 +156,7 @@ fn statefulset_runs_rootless_buildkitd_where_the_plugin_looks() {
     let sspec = svc.spec.as_ref().unwrap();
     assert_eq!(sspec.cluster_ip.as_deref(), Some("None"));
     assert_eq!(spec.service_name.as_deref(), svc.metadata.name.as_deref());
-    assert_eq!(sspec.selector.as_ref(), Some(&pod_labels));
+    assert_eq!(sspec.selector.as_ref(), Some(&selector));
 }
 
 /// (resource, verb) pairs a Role grants in the core API group.

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use kube_sim::harness::OutputBounded;
+
 use common::*;
 use serde_yaml::Value;
 use sha2::{Digest, Sha256};
@@ -450,29 +452,28 @@ fn host() -> (&'static str, &'static str) {
 fn extract(archive: &Path, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let name = archive.to_str().unwrap();
-    let have_unzip = Command::new("unzip").arg("-v").output().is_ok();
+    let have_unzip = harness::on_path("unzip").is_some();
     let out = if name.ends_with(".zip") && have_unzip {
         Command::new("unzip")
             .arg("-q")
             .arg(archive)
             .arg("-d")
             .arg(dir)
-            .output()
+            .output_bounded()
     } else if name.ends_with(".zip") {
         Command::new("python3")
             .args(["-m", "zipfile", "-e"])
             .arg(archive)
             .arg(dir)
-            .output()
+            .output_bounded()
     } else {
         Command::new("tar")
             .arg("-xzf")
             .arg(archive)
             .arg("-C")
             .arg(dir)
-            .output()
-    }
-    .expect("tar/unzip runs");
+            .output_bounded()
+    };
     ok(&out);
 }
 
@@ -510,6 +511,7 @@ fn krew_install(pl: &Value, archives: &Path, install: &Path) -> PathBuf {
 
 #[test]
 fn released_archives_render_a_valid_manifest_that_krew_installs() {
+    let _kubectl = kube_sim::require_kubectl!();
     let home = Home::new();
     let out = home.path().join("dist");
     let v = version();

@@ -32,6 +32,7 @@ fn kubectl(home: &Home, sim: &Sim) -> Command {
 
 #[test]
 fn kubectl_finds_and_dispatches_the_plugin() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = start_with(SimConfig {
         pods: vec![
             PodConfig::new("team-a", "buildkitd-0"),
@@ -101,7 +102,7 @@ fn exec_credential_plugin_gets_the_token_and_never_our_stdin() {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"our stdin is not the plugin's").unwrap();
     }
-    let out = child.wait_with_output().unwrap();
+    let out = finish_within(child, CHILD_DEADLINE);
     assert_eq!(ok(&out), "pod/buildkitd-0\npod/buildkitd-1\n");
     let seen = std::fs::read(&seen).unwrap_or_default();
     assert!(

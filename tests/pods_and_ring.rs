@@ -166,7 +166,7 @@ fn ring_reads_pods_from_stdin_and_shows_a_scale_change() {
         .unwrap()
         .write_all(b"buildkitd-0\n\nbuildkitd-1\nbuildkitd-2\n")
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = finish_within(child, CHILD_DEADLINE);
     let v = json(&out);
     let moved = v["moved_share"].as_f64().unwrap();
     assert!(

@@ -291,7 +291,7 @@ fn credential_plugin_never_reads_our_stdin_during_build() {
         .unwrap()
         .write_all(b"our stdin is not the credential plugin's")
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = finish_within(child, CHILD_DEADLINE);
     ok(&out);
     let seen = std::fs::read(&seen).unwrap_or_default();
     assert!(

@@ -209,3 +209,68 @@ fn sigkill_of_the_plugin_takes_its_child_along() {
         assert!(sb.survivors().is_empty(), "{:?}", sb.survivors());
     }
 }
+
+/// A stalled API server (every request held for minutes, no --request-timeout): once
+/// the plugin's first request has reached the server, SIGINT or SIGTERM ends `pods`,
+/// `build` and `tunnel` within 2 s with 130/143, and nothing is left behind.
+#[test]
+fn signals_while_the_api_server_stalls() {
+    let sim = start(pods(2));
+    sim.set_faults(ServerFaults {
+        api_latency_ms: 300_000,
+        ..ServerFaults::default()
+    });
+    let sb = Sandbox::new();
+    let commands: [(&str, Vec<String>); 3] = [
+        ("pods", vec!["pods".to_string()]),
+        ("build", build_args(&sb)),
+        ("tunnel", tunnel_args(&sb)),
+    ];
+    for (what, args) in commands {
+        for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+            let before = sim.arrivals().len();
+            let mut child = sb
+                .plugin(Some(&sim))
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let err = drain_stderr(&mut child);
+            // Readiness: the plugin's request is at the server, which holds it.
+            let t = Instant::now();
+            while sim.arrivals().len() == before {
+                if t.elapsed() > BOUND {
+                    let _ = child.kill();
+                    panic!(
+                        "{what}: no request reached the server: {}",
+                        err.join().unwrap()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let t = Instant::now();
+            unsafe { libc::kill(child.id() as i32, sig) };
+            let Some(status) = wait_deadline(&mut child, Duration::from_secs(2)) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{what}: still running 2 s after signal {sig}: {}",
+                    err.join().unwrap()
+                );
+            };
+            let err = err.join().unwrap();
+            assert_eq!(
+                status.code(),
+                Some(code),
+                "{what} after signal {sig}: {err}"
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "{what}: {:?}",
+                t.elapsed()
+            );
+            sb.assert_clean(&format!("{what} after signal {sig}"));
+        }
+    }
+}

@@ -59,7 +59,7 @@ fn start_tunnel(sim: &Sim, home: &Home, args: &[&str]) -> Running {
 /// directory, no process naming its TMPDIR). Returns its exit code and stderr.
 fn stop(mut r: Running, signal: i32) -> (Option<i32>, String) {
     unsafe { libc::kill(r.child.id() as i32, signal) };
-    let status = r.child.wait().unwrap();
+    let status = wait_within(&mut r.child, CHILD_DEADLINE);
     let err = r.stderr.join().unwrap();
     let left = leftovers(&r.tmp);
     assert!(left.is_empty(), "left behind: {left:?}\nstderr: {err}");

@@ -4,6 +4,8 @@
 mod common;
 use std::process::Command;
 
+use kube_sim::harness::OutputBounded;
+
 use common::*;
 
 /// The commit the binary must report: KUBECTL_BUILDKIT_COMMIT when the build was given
@@ -12,11 +14,11 @@ fn expected_commit() -> Option<String> {
     if let Ok(c) = std::env::var("KUBECTL_BUILDKIT_COMMIT") {
         return Some(c);
     }
-    let out = Command::new("git")
+    let git = harness::on_path("git")?;
+    let out = Command::new(git)
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()?;
+        .output_bounded();
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())

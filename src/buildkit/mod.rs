@@ -15,6 +15,7 @@
 
 pub mod build;
 pub mod channel;
+pub mod credentials;
 pub mod fsutil;
 pub mod patterns;
 pub mod probe;

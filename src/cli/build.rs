@@ -61,7 +61,7 @@ pub struct BuildFlags {
     pub context: Option<PathBuf>,
 
     /// Client that runs the build
-    #[arg(long, value_enum, default_value_t = ClientArg::Builtin)]
+    #[arg(long, value_enum, default_value_t = ClientArg::Builtin, env = "KUBECTL_BUILDKIT_CLI")]
     pub cli: ClientArg,
     /// The buildctl program to run
     #[arg(long, value_name = "PATH", default_value = "buildctl")]

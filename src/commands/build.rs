@@ -10,6 +10,7 @@ use clap::parser::ValueSource;
 use clap::ArgMatches;
 use tokio::process::Command;
 
+use super::{describe_choice, tunnel_reporter};
 use crate::cli::{BuildArgs, KubeFlags};
 use kubectl_buildkit::build::options::BuildClient;
 use kubectl_buildkit::build::spec::{BuildSpec, Export};
@@ -104,21 +105,34 @@ pub async fn run(kube: &KubeFlags, args: &BuildArgs, matches: &ArgMatches) -> Re
                 return run_buildctl(&spec, &addr, &mut signals).await;
             }
             let progress = Progress::start("resolving buildkitd pods");
-            let cluster = Cluster::connect(&kube.options()).await?;
-            let key = selection::default_key(
-                args.select.hash_key.as_deref(),
-                spec.image(),
-                Some(&spec.context),
-            );
-            let sel = selection::select_one(&cluster, &args.select.options(), key).await?;
-            let chosen = sel.chosen().unwrap_or_default().to_string();
-            let options = args.tunnel.options(args.select.container.clone());
-            progress.set(format!(
-                "connecting to pod {chosen} via {}",
-                options.kind.name()
-            ));
-            let tunnel = tunnel::open(&cluster, &sel, &options, &Listen::Auto, false).await?;
+            // Until buildctl runs, the waits are on the API server: a signal ends them.
+            let opened = signals
+                .unless_interrupted(async {
+                    let cluster = Cluster::connect(&kube.options()).await?;
+                    let key = selection::default_key(
+                        args.select.hash_key.as_deref(),
+                        spec.image(),
+                        Some(&spec.context),
+                    );
+                    let sel = selection::select_one(&cluster, &args.select.options(), key).await?;
+                    let chosen = sel.chosen().unwrap_or_default().to_string();
+                    let options = args.tunnel.options(args.select.container.clone());
+                    progress.set(format!(
+                        "connecting to pod {chosen} via {}",
+                        options.kind.name()
+                    ));
+                    describe_choice(&sel, &tunnel::transport_for(&sel, &options)?);
+                    let report = tunnel_reporter(false);
+                    let tunnel =
+                        tunnel::open(&cluster, &sel, &options, &Listen::Auto, report).await?;
+                    anyhow::Ok((cluster, sel, tunnel))
+                })
+                .await;
             progress.finish();
+            let (cluster, sel, tunnel) = match opened {
+                Ok(opened) => opened?,
+                Err(sig) => return Ok(sig.exit_code()),
+            };
             let code = run_buildctl(&spec, tunnel.address(), &mut signals).await;
             let served = tunnel.served();
             let mut failures = tunnel.failures();

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::{KubeFlags, PodsArgs, PodsOutput};
 use kubectl_buildkit::cluster::Cluster;
 use kubectl_buildkit::output;
+use kubectl_buildkit::process::Signals;
 use kubectl_buildkit::selection::{self, PodView, Selection};
 
 #[derive(Serialize)]
@@ -30,10 +31,22 @@ struct PodsReport<'a> {
 }
 
 pub async fn run(kube: &KubeFlags, args: &PodsArgs) -> Result<i32> {
-    let cluster = Cluster::connect(&kube.options()).await?;
-    let image = std::env::var("IMAGE").ok();
-    let key = selection::default_key(args.select.hash_key.as_deref(), image.as_deref(), None);
-    let sel = selection::select(&cluster, &args.select.options(), key).await?;
+    // Every wait here is on the API server: SIGINT/SIGTERM end it, 130/143.
+    let mut signals = Signals::install()?;
+    let listed = signals
+        .unless_interrupted(async {
+            let cluster = Cluster::connect(&kube.options()).await?;
+            let image = std::env::var("IMAGE").ok();
+            let key =
+                selection::default_key(args.select.hash_key.as_deref(), image.as_deref(), None);
+            let sel = selection::select(&cluster, &args.select.options(), key).await?;
+            anyhow::Ok((cluster, sel))
+        })
+        .await;
+    let (cluster, sel) = match listed {
+        Ok(listed) => listed?,
+        Err(sig) => return Ok(sig.exit_code()),
+    };
     print(&cluster, args, &sel)?;
     sel.require_eligible(&args.select.selector, &cluster.namespace)?;
     Ok(0)

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::{KubeFlags, RingArgs, RingOutput};
 use kubectl_buildkit::cluster::Cluster;
 use kubectl_buildkit::output;
+use kubectl_buildkit::process::Signals;
 use kubectl_buildkit::ring::{moved_share, PodShare, Ring};
 use kubectl_buildkit::selection;
 
@@ -88,10 +89,20 @@ pub async fn run(kube: &KubeFlags, args: &RingArgs) -> Result<i32> {
     let pods = match offline_pods(args)? {
         Some(p) => p,
         None => {
-            let cluster = Cluster::connect(&kube.options()).await?;
-            let sel = selection::select(&cluster, &args.select.options(), None).await?;
-            sel.require_eligible(&args.select.selector, &cluster.namespace)?;
-            sel.ring.pods().to_vec()
+            // The waits are on the API server: SIGINT/SIGTERM end them, 130/143.
+            let mut signals = Signals::install()?;
+            let listed = signals
+                .unless_interrupted(async {
+                    let cluster = Cluster::connect(&kube.options()).await?;
+                    let sel = selection::select(&cluster, &args.select.options(), None).await?;
+                    sel.require_eligible(&args.select.selector, &cluster.namespace)?;
+                    anyhow::Ok(sel.ring.pods().to_vec())
+                })
+                .await;
+            match listed {
+                Ok(pods) => pods?,
+                Err(sig) => return Ok(sig.exit_code()),
+            }
         }
     };
     let mut keys: Vec<&str> = args.keys.iter().map(String::as_str).collect();

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use super::{describe_choice, tunnel_reporter};
 use crate::cli::{KubeFlags, TunnelArgs};
 use kubectl_buildkit::cluster::Cluster;
 use kubectl_buildkit::process::{self, Signals};
@@ -16,17 +17,29 @@ pub async fn run(kube: &KubeFlags, args: &TunnelArgs) -> Result<i32> {
         None => Listen::Auto,
     };
     let mut signals = Signals::install()?;
-    let cluster = Cluster::connect(&kube.options()).await?;
-    let image = std::env::var("IMAGE").ok();
-    let cwd = std::env::current_dir().ok();
-    let key = selection::default_key(
-        args.select.hash_key.as_deref(),
-        image.as_deref(),
-        cwd.as_deref(),
-    );
-    let sel = selection::select_one(&cluster, &args.select.options(), key).await?;
-    let options = args.tunnel.options(args.select.container.clone());
-    let tunnel = tunnel::open(&cluster, &sel, &options, &listen, true).await?;
+    // Until the tunnel is up, the waits are on the API server: a signal ends them.
+    let opened = signals
+        .unless_interrupted(async {
+            let cluster = Cluster::connect(&kube.options()).await?;
+            let image = std::env::var("IMAGE").ok();
+            let cwd = std::env::current_dir().ok();
+            let key = selection::default_key(
+                args.select.hash_key.as_deref(),
+                image.as_deref(),
+                cwd.as_deref(),
+            );
+            let sel = selection::select_one(&cluster, &args.select.options(), key).await?;
+            let options = args.tunnel.options(args.select.container.clone());
+            describe_choice(&sel, &tunnel::transport_for(&sel, &options)?);
+            let tunnel =
+                tunnel::open(&cluster, &sel, &options, &listen, tunnel_reporter(true)).await?;
+            anyhow::Ok((sel, tunnel))
+        })
+        .await;
+    let (sel, tunnel) = match opened {
+        Ok(opened) => opened?,
+        Err(sig) => return Ok(sig.exit_code()),
+    };
     // Whatever happens below (a command that cannot start, stdout gone), the tunnel
     // is closed and its socket directory removed before we return.
     let code = async {

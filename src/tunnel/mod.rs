@@ -32,6 +32,7 @@
 pub mod connection;
 pub mod endpoint;
 pub mod error;
+pub mod events;
 pub mod failover;
 mod relay;
 pub mod remote;
@@ -44,10 +45,11 @@ use anyhow::{bail, Result};
 use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
-use crate::selection::{Selection, DEFAULT_CONTAINER_ANNOTATION};
+use crate::selection::Selection;
 pub use connection::{tunnel_error, Connection};
 pub use endpoint::{parse_listen, Listen};
 pub use error::TunnelError;
+pub use events::{Reporter, TunnelEvent};
 pub use failover::{AttemptFailure, Failover, Reached, Unreachable};
 pub use remote::dial;
 pub use transport::{Transport, TransportKind};
@@ -66,8 +68,8 @@ pub struct TunnelOptions {
 }
 
 /// The transport for a selection's pods: `--container`, else each pod's
-/// default-container annotation, as kubectl exec reads it (sidecar injectors set it
-/// on pods with several containers).
+/// default-container annotation (the `DEFAULT_CONTAINER_ANNOTATION`), as kubectl exec
+/// reads it (sidecar injectors set it on pods with several containers).
 pub fn transport_for(sel: &Selection, options: &TunnelOptions) -> Result<Transport> {
     if let Some(c) = &options.container {
         crate::names::check_container(c)?;
@@ -82,12 +84,6 @@ pub fn transport_for(sel: &Selection, options: &TunnelOptions) -> Result<Transpo
                     .filter(|p| p.containers.len() > 1)
                     .filter_map(|p| Some((p.name.clone(), p.default_container.clone()?)))
                     .collect();
-            }
-            for (pod, c) in &transport.defaults {
-                crate::log::debug(
-                    1,
-                    format!("pod {pod}: exec in container {c} (its {DEFAULT_CONTAINER_ANNOTATION} annotation)"),
-                );
             }
             Ok(transport)
         }
@@ -107,19 +103,6 @@ pub fn failover_for(
     options: &TunnelOptions,
 ) -> Result<Failover> {
     let transport = transport_for(sel, options)?;
-    crate::log::debug(
-        1,
-        format!(
-            "pod {} chosen ({} algorithm{}); fallback order: {}",
-            sel.chosen().unwrap_or("?"),
-            sel.ring.algorithm(),
-            sel.key
-                .as_deref()
-                .map(|k| format!(", key {k:?}"))
-                .unwrap_or_default(),
-            sel.order.join(", ")
-        ),
-    );
     Ok(Failover::new(
         cluster.clone(),
         transport,
@@ -129,25 +112,23 @@ pub fn failover_for(
 }
 
 /// A local endpoint relaying to the selection's pods: what `build` (buildctl) and
-/// `tunnel` share. `warn_unreachable`: warn when a connection reaches no pod (a
-/// caller that reports [`Tunnel::failures`] itself passes false).
+/// `tunnel` share. What happens in it goes to `report`.
 pub async fn open(
     cluster: &Cluster,
     sel: &Selection,
     options: &TunnelOptions,
     listen: &Listen,
-    warn_unreachable: bool,
+    report: Reporter,
 ) -> Result<Tunnel> {
     let failover = failover_for(cluster, sel, options)?;
-    Tunnel::start(failover, listen, warn_unreachable).await
+    Tunnel::start(failover, listen, report).await
 }
 
 /// State shared by a tunnel's connections: the walk, and what failed.
 struct TunnelShared {
     failover: Failover,
     failures: Mutex<Vec<Unreachable>>,
-    /// Warn on stderr when a connection reaches no pod (else the caller reports).
-    warn_unreachable: bool,
+    report: Reporter,
 }
 
 /// A running tunnel. `close` (or drop) stops it and removes the local endpoint.
@@ -161,16 +142,12 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Bind the local endpoint and start accepting; each connection walks `failover`.
-    pub async fn start(
-        failover: Failover,
-        listen: &Listen,
-        warn_unreachable: bool,
-    ) -> Result<Tunnel> {
+    pub async fn start(failover: Failover, listen: &Listen, report: Reporter) -> Result<Tunnel> {
         let endpoint = Arc::new(endpoint::Endpoint::bind(listen).await?);
         let shared = Arc::new(TunnelShared {
             failover,
             failures: Mutex::new(Vec::new()),
-            warn_unreachable,
+            report,
         });
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let accept = tokio::spawn(accept_loop(
@@ -249,7 +226,9 @@ async fn accept_loop(
         let conn = match accepted {
             Ok(c) => c,
             Err(e) => {
-                crate::log::warn(format!("accepting a local connection failed: {e}"));
+                (shared.report)(TunnelEvent::AcceptFailed {
+                    error: e.to_string(),
+                });
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
@@ -260,23 +239,18 @@ async fn accept_loop(
         set.spawn(async move {
             match conn.await {
                 relay::Outcome::Served { pod, up, down } => {
-                    crate::log::debug(
-                        2,
-                        format!("connection {id}: pod {pod}: {up} bytes up, {down} down"),
-                    );
+                    (shared.report)(TunnelEvent::Served {
+                        conn: id,
+                        pod,
+                        up,
+                        down,
+                    });
                 }
                 relay::Outcome::Unreachable(why) => {
-                    // A command that reports failures itself (build) asked for quiet.
-                    if shared.warn_unreachable {
-                        crate::log::warn(format!(
-                            "no buildkitd pod could take a connection: {why}"
-                        ));
-                    } else {
-                        crate::log::debug(
-                            1,
-                            format!("connection {id}: no pod could take it: {why}"),
-                        );
-                    }
+                    (shared.report)(TunnelEvent::Unreachable {
+                        conn: id,
+                        why: why.clone(),
+                    });
                     shared.failures.lock().expect("lock").push(why);
                 }
             }

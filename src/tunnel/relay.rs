@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::error::TunnelError;
+use super::events::TunnelEvent;
 use super::failover::{AttemptFailure, Unreachable};
 use super::remote::{Event, RemoteRx, RemoteTx, FRAME};
 use super::TunnelShared;
@@ -42,23 +43,19 @@ where
 
     let mut previous: Option<String> = None;
     while let Some(pod) = walk.next_candidate(previous.as_deref()) {
-        if let Some(prev) = &previous {
-            crate::log::warn(format!(
-                "pod {prev} could not take the connection ({}); failing over to pod {pod}",
-                attempts
-                    .last()
-                    .map(|why| why.to_string())
-                    .unwrap_or_else(|| "failed".into())
-            ));
+        if let Some(failed) = attempts.last() {
+            (shared.report)(TunnelEvent::FailingOver {
+                conn: conn_id,
+                failed: failed.clone(),
+                next: pod.clone(),
+            });
         }
         previous = Some(pod.clone());
-        crate::log::debug(
-            2,
-            format!(
-                "connection {conn_id}: dialing pod {pod} via {}",
-                walk.transport().describe()
-            ),
-        );
+        (shared.report)(TunnelEvent::Dialing {
+            conn: conn_id,
+            pod: pod.clone(),
+            transport: walk.transport().describe(),
+        });
         let (mut tx, mut rx) = match walk.dial(&pod).await {
             Ok(conn) => conn.into_parts(),
             Err(e) => {
@@ -97,8 +94,18 @@ where
         };
         drop(replay);
         walk.mark_served(&pod);
-        crate::log::debug(2, format!("connection {conn_id}: pod {pod} answered"));
-        let (up, down) = relay(lr, lw, tx, rx, first, local_eof).await;
+        (shared.report)(TunnelEvent::Answered {
+            conn: conn_id,
+            pod: pod.clone(),
+        });
+        let failed = |error: TunnelError, expected: bool| {
+            (shared.report)(TunnelEvent::StreamFailed {
+                conn: conn_id,
+                error,
+                expected,
+            })
+        };
+        let (up, down) = relay(lr, lw, tx, rx, first, local_eof, failed).await;
         return Outcome::Served { pod, up, down };
     }
     let _ = lw.shutdown().await;
@@ -187,17 +194,19 @@ impl FrameReader {
 }
 
 /// Phase 2: both directions until the pod ends the stream or the local side is gone.
-async fn relay<R, W>(
+async fn relay<R, W, F>(
     mut lr: R,
     mut lw: W,
     mut tx: RemoteTx,
     mut rx: RemoteRx,
     first: Bytes,
     local_eof: bool,
+    failed: F,
 ) -> (u64, u64)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    F: Fn(TunnelError, bool),
 {
     let half_close = tx.has_half_close();
     // Bytes sent up so far, readable even when the pod ends first and the upward
@@ -244,11 +253,7 @@ where
                 }
                 Event::End => break,
                 Event::Failed(why) => {
-                    if we_closed.load(std::sync::atomic::Ordering::Relaxed) {
-                        crate::log::debug(2, format!("after our close: {why}"));
-                    } else {
-                        crate::log::warn(format!("{why}; the connection to buildctl is closed"));
-                    }
+                    failed(why, we_closed.load(std::sync::atomic::Ordering::Relaxed));
                     break;
                 }
             }

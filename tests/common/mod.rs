@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub use kube_sim::harness::{
+    self, finish_within, kubectl, wait_deadline, wait_within, CHILD_DEADLINE,
+};
 pub use kube_sim::{PodConfig, PodFaults, Rule, ServerFaults, Sim, SimConfig, UserConfig};
 
 pub mod bench;
@@ -202,6 +205,9 @@ pub fn clean_env(cmd: &mut Command, home: &Home) {
         cmd.env_remove(var);
     }
     cmd.env("HOME", home.path());
+    // These tests prove the buildctl path (and --cli docker where they say so): the
+    // built-in client's own tests (builtin_real.rs) remove this.
+    cmd.env("KUBECTL_BUILDKIT_CLI", "buildctl");
     // The stand-in buildctl's connect-and-greet limit (real buildctl: --timeout 5): these
     // tests are about behaviour, and on a loaded CI machine a failover can take longer.
     cmd.env("SIM_BUILDCTL_DEFAULT_TIMEOUT", "60");
@@ -211,8 +217,9 @@ pub fn clean_env(cmd: &mut Command, home: &Home) {
     cmd.env("PATH", std::env::join_paths(paths).unwrap());
 }
 
+/// Run to completion under the harness's deadline (a hang kills it and fails).
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("plugin runs");
+    let out = harness::run_bounded(cmd, CHILD_DEADLINE);
     if std::env::var_os("TEST_VERBOSE").is_some() {
         eprintln!("stdout: {}", String::from_utf8_lossy(&out.stdout));
         eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -116,56 +116,16 @@ impl Sandbox {
     }
 }
 
-/// Spawn `cmd` in its own process group with piped output, wait at most `limit`.
+/// Run `cmd` under the harness with deadline `limit`; also how long it took.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
-    use std::os::unix::process::CommandExt;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.process_group(0);
     let start = Instant::now();
-    let mut child = cmd.spawn().expect("plugin starts");
-    let out_pipe = child.stdout.take().unwrap();
-    let err_pipe = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || read_all(out_pipe));
-    let err_t = std::thread::spawn(move || read_all(err_pipe));
-    let Some(status) = wait_deadline(&mut child, limit) else {
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-        let _ = child.wait();
-        panic!(
-            "hang: still running after {limit:?}; stderr so far: {}",
-            String::from_utf8_lossy(&err_t.join().unwrap())
-        );
-    };
+    let out = kube_sim::harness::run_bounded(cmd, limit);
     let took = start.elapsed();
-    let out = Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    };
     if std::env::var_os("TEST_VERBOSE").is_some() {
         eprintln!("stdout: {}", String::from_utf8_lossy(&out.stdout));
         eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
     }
     (out, took)
-}
-
-fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
-    let mut v = Vec::new();
-    let _ = r.read_to_end(&mut v);
-    v
-}
-
-/// Wait for the child until `limit`; None when it is still running.
-pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Every live process whose environment holds RELIABILITY_MARKER=marker, as
@@ -246,4 +206,10 @@ pub fn watch_stderr(
 pub fn drain_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
     let err = child.stderr.take().expect("stderr piped");
     std::thread::spawn(move || String::from_utf8_lossy(&read_all(err)).into_owned())
+}
+
+fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = r.read_to_end(&mut v);
+    v
 }

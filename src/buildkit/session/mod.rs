@@ -7,11 +7,13 @@
 //! The services we serve are announced in the call's metadata, one
 //! `x-docker-expose-session-grpc-method` per method, fixed when the stream starts.
 
+pub mod auth;
 mod export_sink;
 pub mod filesend;
 pub mod filesync;
 pub mod health;
 pub mod secrets;
+pub mod ssh;
 #[cfg(test)]
 pub mod test_transport;
 

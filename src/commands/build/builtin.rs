@@ -12,7 +12,10 @@ use tokio::sync::oneshot;
 use crate::cli::BuildArgs;
 use kubectl_buildkit::build::builtin::local_build;
 use kubectl_buildkit::build::spec::{BuildSpec, Export};
+use kubectl_buildkit::buildkit::credentials::DockerConfig;
 use kubectl_buildkit::buildkit::progress::ProgressMode;
+use kubectl_buildkit::buildkit::session::auth::AuthService;
+use kubectl_buildkit::buildkit::session::ssh::{parse_ssh_spec, SshService};
 use kubectl_buildkit::buildkit::{
     connect_probed, run_build, BuildError, BuildReport, DaemonInfo, LocalBuild, ProbeError,
 };
@@ -36,6 +39,17 @@ pub async fn run(
 ) -> Result<i32> {
     // Everything that can be refused without a daemon is refused here.
     let build = local_build(spec, cwd)?;
+    let agents = spec
+        .ssh
+        .iter()
+        .map(|s| parse_ssh_spec(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ssh = if agents.is_empty() {
+        None
+    } else {
+        Some(SshService::new(agents)?)
+    };
+    let auth = AuthService::new(DockerConfig::from_env()?);
     let env_progress = std::env::var("BUILDKIT_PROGRESS").ok();
     let mode = ProgressMode::resolve(
         spec.progress.map(|p| p.as_str()),
@@ -125,7 +139,13 @@ pub async fn run(
     let result = run_build(
         channel,
         &build,
-        |routes| routes,
+        move |routes| {
+            let routes = routes.with_service(auth.into_server());
+            match ssh {
+                Some(ssh) => routes.with_service(ssh.into_server()),
+                None => routes,
+            }
+        },
         mode,
         Box::new(std::io::stderr()),
         cancel,

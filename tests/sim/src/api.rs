@@ -53,7 +53,7 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 pub fn api_groups() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+    crate::resources::group_list()
 }
 
 pub fn core_v1_resources() -> Value {
@@ -67,7 +67,7 @@ pub fn core_v1_resources() -> Value {
         "update",
         "watch",
     ];
-    json!({
+    let mut resources = json!({
         "kind": "APIResourceList",
         "groupVersion": "v1",
         "resources": [
@@ -82,7 +82,11 @@ pub fn core_v1_resources() -> Value {
             {"name": "pods/status", "singularName": "", "namespaced": true, "kind": "Pod",
              "verbs": ["get", "patch", "update"]}
         ]
-    })
+    });
+    if let Some(list) = resources["resources"].as_array_mut() {
+        list.extend(crate::resources::core_resources());
+    }
+    resources
 }
 
 pub fn namespace(name: &str, created: SystemTime) -> Namespace {

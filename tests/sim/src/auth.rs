@@ -55,22 +55,37 @@ pub fn allowed(user: &UserConfig, a: &Attributes) -> bool {
 /// The apiserver's 403 for a denied request.
 pub fn forbidden(user: &str, a: &Attributes) -> Resp {
     let base = a.resource.split('/').next().unwrap_or(a.resource);
+    // The workload kinds live in API groups (statefulsets in "apps", roles in rbac's).
+    let group = crate::objects::KINDS
+        .iter()
+        .find(|k| k.plural == base)
+        .map(|k| k.group)
+        .unwrap_or("");
+    let qualified = if group.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{group}")
+    };
     let why = match a.namespace {
         Some(ns) => format!(
-            "User \"{user}\" cannot {} resource \"{}\" in API group \"\" in the namespace \"{ns}\"",
+            "User \"{user}\" cannot {} resource \"{}\" in API group \"{group}\" in the namespace \"{ns}\"",
             a.verb, a.resource
         ),
         None => format!(
-            "User \"{user}\" cannot {} resource \"{}\" in API group \"\" at the cluster scope",
+            "User \"{user}\" cannot {} resource \"{}\" in API group \"{group}\" at the cluster scope",
             a.verb, a.resource
         ),
     };
-    let (message, details) = match a.name {
-        Some(name) => (
-            format!("{base} \"{name}\" is forbidden: {why}"),
-            json!({"name": name, "kind": base}),
-        ),
-        None => (format!("{base} is forbidden: {why}"), json!({"kind": base})),
+    let mut details = json!({"kind": base});
+    if !group.is_empty() {
+        details["group"] = json!(group);
+    }
+    let message = match a.name {
+        Some(name) => {
+            details["name"] = json!(name);
+            format!("{qualified} \"{name}\" is forbidden: {why}")
+        }
+        None => format!("{qualified} is forbidden: {why}"),
     };
     failure(403, "Forbidden", &message, Some(details))
 }

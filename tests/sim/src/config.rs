@@ -17,6 +17,8 @@ pub struct SimConfig {
     /// Namespace of every kubeconfig context; "default" when unset.
     pub context_namespace: Option<String>,
     pub faults: ServerFaults,
+    /// How the StatefulSet controller's pods behave (src/controller.rs).
+    pub controller: crate::controller::ControllerConfig,
 }
 
 impl Default for SimConfig {
@@ -27,6 +29,7 @@ impl Default for SimConfig {
             users: vec![UserConfig::admin()],
             context_namespace: None,
             faults: ServerFaults::default(),
+            controller: crate::controller::ControllerConfig::default(),
         }
     }
 }

@@ -113,6 +113,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
 }
 
 async fn answer(req: Request<Incoming>, state: Arc<State>, server_addr: String) -> Resp {
+    state.arrived(req.method().as_str(), req.uri().path());
     let latency = state.faults().api_latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -140,7 +141,11 @@ async fn answer(req: Request<Incoming>, state: Arc<State>, server_addr: String) 
                 server_addr,
                 wants_table,
             };
-            route(req, &ctx)
+            if crate::resources::serves(req.method(), req.uri().path()) {
+                crate::resources::answer(req, &ctx).await
+            } else {
+                route(req, &ctx)
+            }
         }
     };
     state.record(RequestRecord {

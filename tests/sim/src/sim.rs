@@ -125,9 +125,20 @@ impl Sim {
         self.state.set_faults(f);
     }
 
+    /// Change how the StatefulSet controller's new pods behave.
+    pub fn set_controller(&self, c: crate::controller::ControllerConfig) {
+        self.state.workloads.set_config(c);
+    }
+
     /// Every HTTP request answered so far, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state.requests()
+    }
+
+    /// "METHOD PATH" of every HTTP request as it arrived, answered or not (a request
+    /// held by `api_latency_ms` is here before it is in [`Sim::requests`]).
+    pub fn arrivals(&self) -> Vec<String> {
+        self.state.arrivals()
     }
 
     /// Stop serving and remove the kubeconfig (also done on drop).

@@ -58,6 +58,11 @@ pub struct State {
     users: Vec<UserConfig>,
     counters: Mutex<HashMap<(String, String), Arc<Counters>>>,
     requests: Mutex<Vec<RequestRecord>>,
+    /// StatefulSets, Services, ConfigMaps, claims, RBAC objects and their controller.
+    pub workloads: crate::controller::Workloads,
+    /// "METHOD PATH" of every request as it arrives, before any latency fault: what a
+    /// test waits for to know a client is waiting on the server.
+    arrivals: Mutex<Vec<String>>,
     me: Weak<State>,
 }
 
@@ -120,6 +125,8 @@ impl State {
             users,
             counters: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            workloads: crate::controller::Workloads::new(cfg.controller.clone()),
+            arrivals: Mutex::new(Vec::new()),
             me: me.clone(),
         });
         for pod in &cfg.pods {
@@ -146,6 +153,20 @@ impl State {
 
     pub fn has_namespace(&self, ns: &str) -> bool {
         lock(&self.inner).namespaces.contains(ns)
+    }
+
+    /// Add a namespace; false when it existed.
+    pub fn add_namespace(&self, ns: &str) -> bool {
+        lock(&self.inner).namespaces.insert(ns.to_string())
+    }
+
+    pub fn remove_namespace(&self, ns: &str) {
+        lock(&self.inner).namespaces.remove(ns);
+    }
+
+    /// The runtime the cluster's background work runs on.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 
     /// Pods in a namespace (None = all), in the apiserver's order (namespace, name).
@@ -325,5 +346,13 @@ impl State {
 
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.requests).clone()
+    }
+
+    pub fn arrived(&self, method: &str, path: &str) {
+        lock(&self.arrivals).push(format!("{method} {path}"));
+    }
+
+    pub fn arrivals(&self) -> Vec<String> {
+        lock(&self.arrivals).clone()
     }
 }

@@ -27,6 +27,7 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_selectors_select_what_the_apiserver_would() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = Sim::start(cluster()).unwrap();
     let home = tempfile::tempdir().unwrap();
     // Warm kubectl's discovery cache once, then ask concurrently.
@@ -130,6 +131,7 @@ async fn label_selectors_select_what_the_apiserver_would() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_pod_and_namespace_shapes() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = Sim::start(cluster()).unwrap();
     let home = tempfile::tempdir().unwrap();
     let out = run(
@@ -171,6 +173,7 @@ async fn get_pod_and_namespace_shapes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_dial_stdio_moves_64_mib_both_ways() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = Sim::start(cluster()).unwrap();
     let home = tempfile::tempdir().unwrap();
     let mut child = kubectl(&sim, home.path())
@@ -217,6 +220,7 @@ async fn exec_dial_stdio_moves_64_mib_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_exit_codes_and_errors() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = Sim::start(cluster()).unwrap();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -278,6 +282,7 @@ async fn exec_exit_codes_and_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_and_authentication_errors() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = Sim::start(cluster()).unwrap();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
@@ -338,6 +343,7 @@ async fn rbac_and_authentication_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_reports_server_minor_32() {
+    let _kubectl = kube_sim::require_kubectl!();
     let sim = Sim::start(cluster()).unwrap();
     let home = tempfile::tempdir().unwrap();
     let out = run(&sim, home.path(), &["version", "-o", "json"]).await;

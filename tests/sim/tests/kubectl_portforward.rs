@@ -14,7 +14,6 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, timeout, Instant};
 
-const KUBECTL: &str = "/usr/bin/kubectl";
 const NS: &str = "ci";
 const MIB: u64 = 1024 * 1024;
 
@@ -48,7 +47,7 @@ fn collect<R: AsyncRead + Unpin + Send + 'static>(r: R) -> Arc<Mutex<String>> {
 impl PortForward {
     /// `kubectl port-forward pod/<pod> :<remote>`, waiting for its "Forwarding from" line.
     async fn start(sim: &Sim, home: &Path, pod: &str, remote: u16, transport: Transport) -> Self {
-        let mut cmd = Command::new(KUBECTL);
+        let mut cmd = Command::new(kube_sim::harness::kubectl_on_path());
         cmd.args(["port-forward", "-n", NS, &format!("pod/{pod}")])
             .arg(format!(":{remote}"))
             .env_clear()
@@ -262,20 +261,24 @@ async fn reports_closed_port(transport: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_tunnel_forwards_bytes() {
+    let _kubectl = kube_sim::require_kubectl!();
     forwards_bytes(Transport::WebSocket).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spdy_upgrade_forwards_bytes() {
+    let _kubectl = kube_sim::require_kubectl!();
     forwards_bytes(Transport::Spdy).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_tunnel_reports_a_closed_port() {
+    let _kubectl = kube_sim::require_kubectl!();
     reports_closed_port(Transport::WebSocket).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spdy_upgrade_reports_a_closed_port() {
+    let _kubectl = kube_sim::require_kubectl!();
     reports_closed_port(Transport::Spdy).await;
 }

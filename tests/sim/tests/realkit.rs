@@ -6,6 +6,8 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use kube_sim::harness::OutputBounded;
 use std::time::{Duration, Instant};
 
 use kube_sim::realkit::{FixtureOptions, RealBuildkit};
@@ -31,8 +33,7 @@ async fn daemons_serve_buildkit_over_h2c_and_registry_answers() {
         let out = d
             .docker()
             .args(["image", "inspect", "--format", "{{.Id}}", d.busybox_image()])
-            .output()
-            .unwrap();
+            .output_bounded();
         assert!(
             out.status.success(),
             "busybox missing in {}: {}",
@@ -115,7 +116,7 @@ fn nothing_left_behind_when_the_test_process_exits() {
     let Some((dir, mut child)) = spawn_child("exit") else {
         return;
     };
-    let status = child.wait().unwrap();
+    let status = kube_sim::harness::wait_within(&mut child, kube_sim::harness::CHILD_DEADLINE);
     assert!(status.success(), "helper process failed: {status}");
     // atexit waited for the reaper: everything is gone the moment the process is.
     assert!(!dir.exists(), "{} left behind after exit", dir.display());
@@ -133,7 +134,7 @@ fn nothing_left_behind_when_the_test_process_is_killed() {
         "the helper's daemon runs"
     );
     child.kill().unwrap(); // SIGKILL: no atexit, no Drop; only the reaper is left.
-    child.wait().unwrap();
+    kube_sim::harness::wait_within(&mut child, kube_sim::harness::CHILD_DEADLINE);
     let start = Instant::now();
     while dir.exists() && start.elapsed() < Duration::from_secs(40) {
         std::thread::sleep(Duration::from_millis(100));

@@ -15,13 +15,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::process::Command;
 use tokio::time::timeout;
 
-const KUBECTL: &str = "/usr/bin/kubectl";
 const NS: &str = "builders";
 /// The client connection preface plus an empty SETTINGS frame (33 bytes).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 fn kubectl(kubeconfig: &Path, home: &Path) -> Command {
-    let mut cmd = Command::new(KUBECTL);
+    let mut cmd = Command::new(kube_sim::harness::kubectl_on_path());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
@@ -67,6 +66,7 @@ fn cluster(kit: &RealBuildkit) -> SimConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_dial_stdio_reaches_real_buildkit() {
+    let _kubectl = kube_sim::require_kubectl!();
     let Some(kit) = RealBuildkit::shared() else {
         return;
     };
@@ -117,6 +117,7 @@ async fn kubectl_exec_dial_stdio_reaches_real_buildkit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_port_forward_1234_reaches_real_buildkit() {
+    let _kubectl = kube_sim::require_kubectl!();
     let Some(kit) = RealBuildkit::shared() else {
         return;
     };

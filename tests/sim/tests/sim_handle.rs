@@ -5,6 +5,8 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+
+use kube_sim::harness::OutputBounded;
 use std::time::Duration;
 
 use common::{cluster, run, text, MIB, NS};
@@ -124,6 +126,7 @@ async fn pods_change_while_running_and_counters_survive() {
 
 #[test]
 fn binary_serves_until_sigterm() {
+    let _kubectl = kube_sim::require_kubectl!();
     let dir = tempfile::tempdir().unwrap();
     let cfg = SimConfig {
         pods: vec![PodConfig::new("buildkit", "buildkitd-0")],
@@ -148,12 +151,11 @@ fn binary_serves_until_sigterm() {
     assert!(kc_path.exists());
 
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(common::KUBECTL)
+    let out = Command::new(kube_sim::harness::kubectl_on_path())
         .args(["get", "pods", "-A", "-o", "name"])
         .env("HOME", home.path())
         .env("KUBECONFIG", &kc_path)
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(
         text(&out.stdout),
         "pod/buildkitd-0\n",

@@ -60,7 +60,7 @@ impl Scratch {
                 let _ = w.write_all(&data);
             });
         }
-        child.wait_with_output().unwrap()
+        kube_sim::harness::finish_within(child, kube_sim::harness::CHILD_DEADLINE)
     }
 }
 

@@ -76,8 +76,14 @@ impl Dockerd {
             child: Mutex::new(child),
         };
         let pid = d.child.lock().map(|c| c.id()).unwrap_or_default();
-        reaper::record(dir, pid)
-            .map_err(|e| Unavailable::new(format!("writing the pidfile: {e}")))?;
+        if let Err(e) = reaper::record(dir, pid) {
+            // The reaper would not know it: stop it here.
+            if let Ok(mut c) = d.child.lock() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            return Err(Unavailable::new(format!("writing the pidfile: {e}")));
+        }
         Ok(d)
     }
 

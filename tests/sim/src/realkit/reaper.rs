@@ -9,7 +9,8 @@
 //! which fires when the spawning *thread* exits (test threads end after each test).
 //!
 //! Then it stops every process the fixture spawned, known by the `spawned.pid` files
-//! the test process writes right after each spawn (a pid is only signalled while its
+//! the test process writes right after each spawn, and dockerd's own pidfile (which
+//! covers a death between spawn and that write; a pid is only signalled while its
 //! /proc cmdline still names the fixture directory, so a reused pid is never hit):
 //! SIGTERM, a grace period, SIGKILL; then dockerd's own containerd (its pidfile under
 //! the exec root) the same way; then it lazily unmounts whatever is still mounted
@@ -41,7 +42,7 @@ stop() {
   sleep 0.2
 }
 pids=""
-for f in "$root"/*/spawned.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
+for f in "$root"/*/spawned.pid "$root"/*/dockerd.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
 stop $pids
 pids=""
 for f in "$root"/*/exec/containerd/containerd.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done

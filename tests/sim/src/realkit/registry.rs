@@ -72,8 +72,12 @@ impl Registry {
                 .process_group(0)
                 .spawn()
                 .map_err(|e| fail(format!("running {}: {e}", program.display())))?;
-            reaper::record(dir, child.id())
-                .map_err(|e| fail(format!("writing the registry's pidfile: {e}")))?;
+            if let Err(e) = reaper::record(dir, child.id()) {
+                let mut child = child; // the reaper would not know it: stop it here
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("writing the registry's pidfile: {e}")));
+            }
             let mut reg = Registry {
                 addr,
                 users: users.to_vec(),

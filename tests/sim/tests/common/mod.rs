@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use kube_sim::{PodConfig, Rule, Sim, SimConfig, UserConfig};
 
-pub const KUBECTL: &str = "/usr/bin/kubectl";
 pub const NS: &str = "ns1";
 pub const MIB: u64 = 1024 * 1024;
 
@@ -54,7 +53,7 @@ pub fn cluster() -> SimConfig {
 
 /// The real kubectl with a clean environment: its own HOME and the sim's kubeconfig.
 pub fn kubectl(sim: &Sim, home: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(KUBECTL);
+    let mut cmd = tokio::process::Command::new(kube_sim::harness::kubectl_on_path());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
