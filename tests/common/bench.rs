@@ -12,6 +12,37 @@ pub struct BenchRun {
 }
 
 impl BenchRun {
+    /// Fail the test, with everything the bench printed, unless it exited 0.
+    pub fn assert_ok(&self) {
+        assert!(
+            self.status.success(),
+            "bench failed ({}):\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// Row `id`, checked for shape: seven cells, a finite number in "ours", and a
+    /// result of PASS, MISS or —.
+    pub fn row(&self, id: &str) -> Vec<String> {
+        let row = self
+            .rows()
+            .into_iter()
+            .find(|r| r[0] == id)
+            .unwrap_or_else(|| panic!("row {id} missing from:\n{}\n{}", self.stdout, self.stderr));
+        assert_eq!(row.len(), 7, "row {id} has {} columns: {row:?}", row.len());
+        let ours = leading_number(&row[2])
+            .unwrap_or_else(|| panic!("row {id}: ours {:?} is not a number", row[2]));
+        assert!(ours.is_finite(), "row {id}: {ours}");
+        assert!(
+            ["PASS", "MISS", "—"].contains(&row[6].as_str()),
+            "row {id}: result {:?}",
+            row[6]
+        );
+        row
+    }
+
     /// The table's rows (header and rule left out), each split into its cells.
     pub fn rows(&self) -> Vec<Vec<String>> {
         self.stdout
