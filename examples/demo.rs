@@ -112,6 +112,10 @@ fn run() -> Result<()> {
     section("skaffold builds example/k8s_buildkitd twice (its buildCommand, skaffold's env)");
     let ctx = Path::new(REPO).join("example/k8s_buildkitd");
     let command = build_command(&ctx.join("skaffold.yaml"))?;
+    println!(
+        "(the simulated pods speak only the stand-in buildctl's protocol, so these builds run \
+         with KUBECTL_BUILDKIT_CLI=buildctl; on real buildkitd pods `build` needs no buildctl)"
+    );
     println!("$ cd example/k8s_buildkitd");
     let mut served = Vec::new();
     for tag in ["v1", "v2"] {
@@ -190,7 +194,10 @@ impl Env {
         ] {
             cmd.env_remove(var);
         }
+        // The demo's pods run the simulated buildkitd, which only the stand-in buildctl
+        // speaks: builds go through it (on real pods, build speaks BuildKit itself).
         cmd.env_remove("KUBERNETES_SERVICE_HOST")
+            .env("KUBECTL_BUILDKIT_CLI", "buildctl")
             .env("PATH", &self.path)
             .env("HOME", &self.home)
             .env("KUBECONFIG", &self.kubeconfig)

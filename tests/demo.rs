@@ -13,6 +13,8 @@ fn the_demo_shows_pods_ring_and_the_pod_that_served_the_build() {
     let mut cmd = Command::new(example_binary("demo", &["examples/demo.rs"]));
     // The demo makes its own HOME and KUBECONFIG; give it a clean start anyway.
     clean_env(&mut cmd, &home);
+    // As a user runs it: no --cli default from the test harness.
+    cmd.env_remove("KUBECTL_BUILDKIT_CLI");
     cmd.current_dir(home.path());
     let out = run(&mut cmd);
     let text = ok(&out);
