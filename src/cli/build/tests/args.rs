@@ -48,7 +48,7 @@ fn clap_is_consistent_next_to_the_other_flags() {
 #[test]
 fn defaults() {
     let (_, _, b) = parse("kubectl-buildkit build").unwrap();
-    assert_eq!(b.cli, ClientArg::Buildctl);
+    assert_eq!(b.cli, ClientArg::Builtin);
     assert_eq!(b.buildctl, PathBuf::from("buildctl"));
     assert_eq!(b.docker, PathBuf::from("docker"));
     assert_eq!(b.frontend, "dockerfile.v0");
