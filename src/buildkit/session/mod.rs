@@ -35,6 +35,10 @@ use super::channel::MAX_MESSAGE_SIZE;
 
 /// Bytes per BytesMessage we send (the daemon accepts up to its message limit).
 const SESSION_CHUNK: usize = 256 * 1024;
+/// What the daemon may send us on one session stream, and on all of them, before
+/// waiting for our window updates.
+const SESSION_STREAM_WINDOW: u32 = 16 << 20;
+const SESSION_CONNECTION_WINDOW: u32 = 32 << 20;
 
 /// The methods each service we may serve exposes, as the daemon looks them up.
 /// Like the Go client, every method of a registered service is announced.
@@ -162,7 +166,13 @@ impl Session {
         let (ours, mut theirs) = tokio::io::duplex(1 << 20);
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::once(Ok::<_, std::io::Error>(ours));
+            // Windows far above h2's 64 KiB default: with the default, a context of
+            // thousands of files had BuildKit v0.8 queue REQs for them faster than the
+            // window let through, and its session connection broke mid-transfer
+            // (`walker is closed: context canceled`).
             let result = tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(SESSION_STREAM_WINDOW))
+                .initial_connection_window_size(Some(SESSION_CONNECTION_WINDOW))
                 .add_routes(routes.routes.prepare())
                 .serve_with_incoming(incoming)
                 .await;
