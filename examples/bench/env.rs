@@ -192,8 +192,13 @@ impl Env {
         self.bin_dir.join("buildctl")
     }
 
+    /// A command against the bench's simulated cluster. Its pods run the simulated
+    /// buildkitd, which only the stand-in buildctl speaks: builds there use
+    /// `--cli buildctl` (the real-BuildKit sections use the built-in client).
     fn clean(&self, program: &Path) -> Command {
-        self.clean_with(program, self.sim.kubeconfig())
+        let mut cmd = self.clean_with(program, self.sim.kubeconfig());
+        cmd.env("KUBECTL_BUILDKIT_CLI", "buildctl");
+        cmd
     }
 
     /// The plugin against another cluster than the bench's own (a real-BuildKit one).
