@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::bench::{leading_number, run_bench};
+use common::bench::{leading_number, run_bench_in};
 
 const ROWS: &[&str] = &[
     "affinity.hits.classic",
@@ -27,7 +27,12 @@ const ROWS: &[&str] = &[
 
 #[test]
 fn the_affinity_section_runs_on_real_buildkit_and_prints_its_rows() {
-    let run = run_bench(&["--tiny", "--only", "affinity"], Duration::from_secs(600));
+    let tmp = tempfile::tempdir().unwrap();
+    let run = run_bench_in(
+        &["--tiny", "--only", "affinity"],
+        Duration::from_secs(600),
+        Some(tmp.path()),
+    );
     if !run.status.success() && run.stderr.contains("real BuildKit fixture unavailable") {
         let why = run
             .stderr
@@ -59,4 +64,8 @@ fn the_affinity_section_runs_on_real_buildkit_and_prints_its_rows() {
         assert_eq!(row[2], "100.0%", "{id}: {row:?}\n{err}");
     }
     assert!(out.contains("bench: 12 rows"), "{out}");
+    // The section started and stopped its own daemons: none of them, nor their
+    // directories, outlive it.
+    let left = common::leftovers(tmp.path());
+    assert!(left.is_empty(), "the affinity bench left behind: {left:?}");
 }

@@ -71,9 +71,19 @@ pub fn leading_number(cell: &str) -> Option<f64> {
 /// Run the bench with `args` (plus `--no-build --bin-dir` of this test build), within
 /// `limit`: past it the bench gets SIGTERM (it stops its helpers), then SIGKILL.
 pub fn run_bench(args: &[&str], limit: Duration) -> BenchRun {
+    run_bench_in(args, limit, None)
+}
+
+/// As [`run_bench`], with the bench's TMPDIR (and so its daemons' directories) in
+/// `tmpdir` when given, for a [`super::leftovers`] check afterwards.
+pub fn run_bench_in(args: &[&str], limit: Duration, tmpdir: Option<&std::path::Path>) -> BenchRun {
     let exe = super::example_binary("bench", &["examples/bench", "src"]);
     let bin_dir = super::standin_dir();
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if let Some(t) = tmpdir {
+        cmd.env("TMPDIR", t);
+    }
+    let mut child = cmd
         .args(args)
         .args(["--no-build", "--bin-dir"])
         .arg(&bin_dir)
