@@ -189,7 +189,12 @@ where
 /// An error and its sources on one line.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
+    append_sources(&mut text, e.source());
+    text
+}
+
+/// Append each cause from `source` down that `text` does not already say.
+pub fn append_sources(text: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
     while let Some(s) = source {
         let more = s.to_string();
         if !text.contains(&more) {
@@ -198,5 +203,4 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    text
 }

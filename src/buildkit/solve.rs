@@ -97,7 +97,7 @@ pub async fn solve(
         }
         Some(Err(status)) => {
             let _ = drain.await;
-            Err(SolveError::Failed(status.message().to_string()))
+            Err(SolveError::Failed(status_text(&status)))
         }
         None => {
             let _ = drain.await;
@@ -106,6 +106,15 @@ pub async fn solve(
     };
     session.close();
     outcome
+}
+
+/// The daemon's message; for a transport failure (no message from the daemon, a
+/// source error below it) the chain of causes too, so "http2 error" says which.
+fn status_text(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    let mut text = status.message().to_string();
+    super::channel::append_sources(&mut text, status.source());
+    text
 }
 
 /// 32 random hex digits (from the kernel).
