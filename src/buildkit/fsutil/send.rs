@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use bollard_buildkit_proto::fsutil::types::packet::PacketType;
 use bollard_buildkit_proto::fsutil::types::{Packet, Stat};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
@@ -64,6 +63,14 @@ where
         })
     };
 
+    // Files are read on one blocking thread, in the order they are asked for: a
+    // small file costs one open and one read there, not a hop to the blocking pool
+    // per call (thousands of files were latency-bound that way).
+    let (reqs, queued) = mpsc::unbounded_channel::<(u32, PathBuf)>();
+    let mut reader = Some(tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || read_requested(queued, out)
+    }));
     let mut stats = SendStats::default();
     let mut walk_task = Some(walk_task);
     loop {
@@ -88,13 +95,23 @@ where
                     let _ = out.send(Ok(err_packet(&msg))).await;
                     return Err(Status::invalid_argument(msg));
                 };
-                stats.bytes_sent += send_file(packet.id, &path, &out).await?;
-                stats.files_sent += 1;
+                if reqs.send((packet.id, path)).is_err() {
+                    // The reader stopped: its error says why.
+                    if let Some(task) = reader.take() {
+                        join_reader(task).await?;
+                    }
+                    return Err(Status::cancelled("the session closed"));
+                }
             }
             Ok(PacketType::PacketFin) => {
                 // Every STAT went out before the receiver could finish.
                 if let Some(task) = walk_task.take() {
                     stats.entries = join_walk(task).await?;
+                }
+                // Every DATA too: the reader drains what was asked, then stops.
+                drop(reqs);
+                if let Some(task) = reader.take() {
+                    (stats.files_sent, stats.bytes_sent) = join_reader(task).await?;
                 }
                 let _ = out
                     .send(Ok(Packet {
@@ -114,6 +131,10 @@ where
             _ => {}
         }
     }
+    drop(reqs);
+    if let Some(task) = reader.take() {
+        (stats.files_sent, stats.bytes_sent) = join_reader(task).await?;
+    }
     if let Some(task) = walk_task.take() {
         stats.entries = join_walk(task).await?;
     }
@@ -128,42 +149,73 @@ async fn join_walk(task: tokio::task::JoinHandle<Result<u64, String>>) -> Result
     }
 }
 
+type ReaderResult = Result<(u64, u64), Status>;
+
+async fn join_reader(task: tokio::task::JoinHandle<ReaderResult>) -> ReaderResult {
+    match task.await {
+        Ok(r) => r,
+        Err(e) => Err(Status::internal(format!("the file reader failed: {e}"))),
+    }
+}
+
+/// The reader thread: each requested file as DATA chunks and the empty DATA that
+/// ends it. Returns (files, bytes) once the request queue closes.
+fn read_requested(
+    mut queued: mpsc::UnboundedReceiver<(u32, PathBuf)>,
+    out: mpsc::Sender<Result<Packet, Status>>,
+) -> ReaderResult {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    while let Some((id, path)) = queued.blocking_recv() {
+        match send_file(id, &path, &out) {
+            Ok(n) => {
+                files += 1;
+                bytes += n;
+            }
+            Err(status) => {
+                if status.code() != tonic::Code::Cancelled {
+                    let _ = out.blocking_send(Ok(err_packet(status.message())));
+                }
+                return Err(status);
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
 /// Stream one file as DATA chunks and the empty DATA that ends it.
-async fn send_file(
+fn send_file(
     id: u32,
     path: &std::path::Path,
     out: &mpsc::Sender<Result<Packet, Status>>,
 ) -> Result<u64, Status> {
+    use std::io::Read;
     let gone = |_| Status::cancelled("the session closed");
-    let mut file = tokio::fs::File::open(path)
-        .await
+    let cannot_read =
+        |e: std::io::Error| Status::internal(format!("cannot read {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path)
         .map_err(|e| Status::not_found(format!("cannot open {}: {e}", path.display())))?;
+    // Buffers sized to the file, so a small file does not hold a whole chunk.
+    let mut left = file.metadata().map(|m| m.len()).unwrap_or(CHUNK as u64);
     let mut total = 0u64;
     loop {
-        let mut buf = vec![0u8; CHUNK];
-        let mut filled = 0;
-        while filled < CHUNK {
-            let n = file
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| Status::internal(format!("cannot read {}: {e}", path.display())))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
+        let want = left.clamp(1, CHUNK as u64) as usize;
+        let mut buf = Vec::with_capacity(want);
+        (&mut file)
+            .take(CHUNK as u64)
+            .read_to_end(&mut buf)
+            .map_err(cannot_read)?;
+        if buf.is_empty() {
             break;
         }
-        buf.truncate(filled);
-        total += filled as u64;
-        out.send(Ok(data_packet(id, buf))).await.map_err(gone)?;
-        if filled < CHUNK {
+        let n = buf.len();
+        total += n as u64;
+        left = left.saturating_sub(n as u64);
+        out.blocking_send(Ok(data_packet(id, buf))).map_err(gone)?;
+        if n < CHUNK {
             break;
         }
     }
-    out.send(Ok(data_packet(id, Vec::new())))
-        .await
+    out.blocking_send(Ok(data_packet(id, Vec::new())))
         .map_err(gone)?;
     Ok(total)
 }
