@@ -62,6 +62,13 @@ impl Dockerd {
             .arg(format!("unix://{}", socket.display()))
             .arg("--pidfile")
             .arg(dir.join("dockerd.pid"))
+            // KUBE_SIM_DOCKERD_DEBUG=1: dockerd (and its BuildKit) log at debug level
+            // into dockerd.log, e.g. to see why a session ended.
+            .args(
+                std::env::var_os("KUBE_SIM_DOCKERD_DEBUG")
+                    .filter(|v| v == "1")
+                    .map(|_| "--debug"),
+            )
             .env_remove("DOCKER_HOST")
             .stdin(Stdio::null())
             .stdout(log)
