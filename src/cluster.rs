@@ -12,6 +12,7 @@ use kube::{Client, Config};
 
 use crate::names;
 
+mod client;
 mod explain;
 use explain::credential_plugin_failure;
 pub use explain::explain_kube_error;
@@ -194,7 +195,7 @@ impl Cluster {
         }
         let server = config.cluster_url.to_string();
         let namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).map_err(|e| match credential_plugin_failure(&e) {
+        let client = client::build(config).map_err(|e| match credential_plugin_failure(&e) {
             Some(why) => anyhow!(
                 "the kubeconfig's credential plugin failed (context {context}): {why}; run the \
                  plugin by hand to see why, or log in again"
