@@ -185,3 +185,66 @@ fn plain_progress_numbers_the_steps_and_says_done_then_cached() {
     );
     p.assert_clean();
 }
+
+#[test]
+fn labels_land_on_the_image_in_dockerds_store() {
+    let Some(kit) = RealBuildkit::shared() else {
+        return;
+    };
+    let sim = real_cluster(kit, &[("real-0", 0)]);
+    let p = Project::new();
+    let tag = format!("kbk-labels/app:{}", std::process::id());
+    std::fs::write(
+        p.ctx().join("Dockerfile"),
+        format!(
+            "FROM {BUSYBOX_IMAGE}\nLABEL org.kbk.from-dockerfile=kept\nRUN echo labelled > /l\n"
+        ),
+    )
+    .unwrap();
+    let metadata = p.root().join("metadata.json");
+    let out = run(build(&p, &sim).args([
+        "--label",
+        "org.kbk.one=1",
+        "--label",
+        "org.kbk.words=two words, a comma=and equals",
+        "-o",
+        &format!("type=moby,name={tag}"),
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+    ]));
+    ok(&out);
+    let inspect = kit.daemons()[0]
+        .docker()
+        .args(["image", "inspect", &tag])
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "the image {tag} is in the daemon's store: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let image: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let labels = &image[0]["Config"]["Labels"];
+    assert_eq!(labels["org.kbk.one"], "1", "{labels}");
+    assert_eq!(
+        labels["org.kbk.words"], "two words, a comma=and equals",
+        "{labels}"
+    );
+    assert_eq!(labels["org.kbk.from-dockerfile"], "kept", "{labels}");
+    // --metadata-file holds the daemon's exporter response: the digest of that image.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
+    assert_eq!(
+        meta["containerimage.digest"], image[0]["Id"],
+        "metadata {meta:#} vs image {}",
+        image[0]["Id"]
+    );
+    // The other daemon (another pod's cache) never saw it.
+    let other = kit.daemons()[1]
+        .docker()
+        .args(["image", "inspect", &tag])
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    p.assert_clean();
+}
