@@ -7,6 +7,10 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 use base64::Engine;
 use common::real::*;
 use common::*;
@@ -246,5 +250,174 @@ fn labels_land_on_the_image_in_dockerds_store() {
         .output()
         .unwrap();
     assert!(!other.status.success());
+    p.assert_clean();
+}
+
+/// A private ssh-agent holding one fresh ed25519 key; killed (by its pid) on drop.
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+    /// The public key blob (the base64 field of the .pub file, decoded).
+    public_blob: Vec<u8>,
+    comment: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// None (after skip_or_fail) when openssh-client is missing.
+    fn start() -> Option<Agent> {
+        for tool in ["ssh-agent", "ssh-keygen", "ssh-add"] {
+            if !Path::new("/usr/bin").join(tool).is_file() {
+                kube_sim::realkit::skip_or_fail(&kube_sim::realkit::Unavailable {
+                    reason: format!("/usr/bin/{tool} is missing (apt-get install openssh-client)"),
+                });
+                return None;
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("kbk-ssh")
+            .tempdir()
+            .unwrap();
+        let key = dir.path().join("id");
+        let comment = fresh("ssh-key");
+        let keygen = Command::new("/usr/bin/ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(keygen.status.success(), "{keygen:?}");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("/usr/bin/ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut agent = Agent {
+            child,
+            socket,
+            public_blob: Vec::new(),
+            comment,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !agent.socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let add = Command::new("/usr/bin/ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .output()
+            .unwrap();
+        assert!(add.status.success(), "{add:?}");
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        agent.public_blob = base64::engine::general_purpose::STANDARD
+            .decode(public.split_whitespace().nth(1).unwrap())
+            .unwrap();
+        Some(agent)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SSH string (u32 length, bytes) at `at`, and the offset after it.
+fn ssh_string(data: &[u8], at: usize) -> (&[u8], usize) {
+    let len = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+    (&data[at + 4..at + 4 + len], at + 4 + len)
+}
+
+#[test]
+fn an_ssh_mount_reaches_the_forwarded_agent_and_it_answers() {
+    let Some(kit) = RealBuildkit::shared() else {
+        return;
+    };
+    let Some(agent) = Agent::start() else {
+        return;
+    };
+    let sim = real_cluster(kit, &[("real-0", 0)]);
+    let p = Project::new();
+    // A static agent client (tests/fixtures/agent_identities.c): busybox has none.
+    let client = p.ctx().join("agent_identities");
+    let cc = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&client)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent_identities.c"))
+        .output()
+        .expect("cc runs (the Rust toolchain's linker)");
+    assert!(
+        cc.status.success(),
+        "cc -static: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let marker = fresh("ssh");
+    std::fs::write(
+        p.ctx().join("Dockerfile"),
+        format!(
+            "FROM {BUSYBOX_IMAGE} AS run\n\
+             COPY agent_identities /usr/local/bin/\n\
+             RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo ok > /proof && \
+                 agent_identities > /identities && echo {marker}\n\
+             FROM scratch\n\
+             COPY --from=run /proof /identities /\n"
+        ),
+    )
+    .unwrap();
+    let dest = p.root().join("out");
+    let out = run(build(&p, &sim)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .args(["--ssh", "default", "-o"])
+        .arg(format!("type=local,dest={}", dest.display())));
+    ok(&out);
+    assert_eq!(
+        std::fs::read(dest.join("proof")).unwrap(),
+        b"ok\n",
+        "the step saw a socket at $SSH_AUTH_SOCK"
+    );
+    // What the agent answered through the daemon and our session: one identity, our
+    // key and its comment (SSH2_AGENT_IDENTITIES_ANSWER = 12).
+    let answer = std::fs::read(dest.join("identities")).unwrap();
+    assert!(answer.len() > 9, "{answer:?}");
+    let len = u32::from_be_bytes(answer[..4].try_into().unwrap()) as usize;
+    assert_eq!(len + 4, answer.len(), "{answer:?}");
+    assert_eq!(answer[4], 12, "an identities answer: {answer:?}");
+    assert_eq!(
+        u32::from_be_bytes(answer[5..9].try_into().unwrap()),
+        1,
+        "one key"
+    );
+    let (blob, next) = ssh_string(&answer, 9);
+    let (comment, _) = ssh_string(&answer, next);
+    assert_eq!(blob, agent.public_blob.as_slice(), "the agent's key");
+    assert_eq!(comment, agent.comment.as_bytes());
+    drop(agent);
+    p.assert_clean();
+}
+
+#[test]
+fn an_ssh_mount_without_ssh_fails_on_the_daemon() {
+    // The counterpart: without --ssh the daemon refuses the step (so the proof above
+    // comes from the forwarding, not from a socket that is always there).
+    let Some(kit) = RealBuildkit::shared() else {
+        return;
+    };
+    let sim = real_cluster(kit, &[("real-0", 0)]);
+    let p = Project::new();
+    let marker = fresh("no-ssh");
+    std::fs::write(
+        p.ctx().join("Dockerfile"),
+        format!("FROM {BUSYBOX_IMAGE}\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo {marker}\n"),
+    )
+    .unwrap();
+    let out = run(&mut build(&p, &sim));
+    fails_with(&out, 1, &["error: the build failed", "exit code: 1"]);
     p.assert_clean();
 }
