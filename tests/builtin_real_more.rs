@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -419,5 +420,89 @@ fn an_ssh_mount_without_ssh_fails_on_the_daemon() {
     .unwrap();
     let out = run(&mut build(&p, &sim));
     fails_with(&out, 1, &["error: the build failed", "exit code: 1"]);
+    p.assert_clean();
+}
+
+/// `DIR/docker-credential-NAME`: answers `get` for any registry with `user` and
+/// `secret`, recording each registry it was asked about in `DIR/NAME.asked`.
+fn credential_helper(dir: &Path, name: &str, user: &str, secret: &str) {
+    let script = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             [ \"$1\" = get ] || {{ echo \"unsupported: $1\"; exit 1; }}\n\
+             read -r host\n\
+             echo \"$host\" >> '{}'\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}\\n' \"$host\"\n",
+            dir.join(format!("{name}.asked")).display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_base_image_is_pulled_with_credentials_from_a_docker_credential_helper() {
+    let (user, password) = ("helped", "h3lper-s3cret");
+    let Some((kit, image)) = registry_with_base(user, password) else {
+        return;
+    };
+    let host = kit.registry().host();
+    let sim = real_cluster(&kit, &[("real-0", 0)]);
+    let p = Project::new();
+    let helpers = p.root().join("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    credential_helper(&helpers, "kbkright", user, password);
+    credential_helper(&helpers, "kbkwrong", user, "not-the-one");
+    std::fs::write(
+        p.ctx().join("Dockerfile"),
+        format!("FROM {image}\nRUN echo pulled > /pulled\n"),
+    )
+    .unwrap();
+    let path = format!("{}:{}", helpers.display(), path_without_buildctl());
+    let dest = p.root().join("out");
+    let build_here = |p: &Project| {
+        let mut cmd = build(p, &sim);
+        cmd.env("PATH", &path)
+            .args(["-o", &format!("type=local,dest={}", dest.display())]);
+        cmd
+    };
+    // credHelpers naming a helper with the wrong password: the registry's refusal.
+    write_docker_config(
+        p.root(),
+        &serde_json::json!({ "credHelpers": { &host: "kbkwrong" } }),
+    );
+    let out = run(&mut build_here(&p));
+    let err = fails_with(&out, 1, &["error: the build failed"]);
+    assert!(
+        err.to_lowercase().contains("401") || err.to_lowercase().contains("unauthorized"),
+        "the registry's refusal is named:\n{err}"
+    );
+    for secret in [password, "not-the-one"] {
+        assert!(!err.contains(secret) && !stdout(&out).contains(secret));
+    }
+    let asked = std::fs::read_to_string(helpers.join("kbkwrong.asked")).unwrap_or_default();
+    assert!(
+        !asked.is_empty() && asked.lines().all(|l| l == host),
+        "the credHelpers entry's helper was asked for {host} only: {asked:?}"
+    );
+    // credsStore: one helper for every registry, with the right password.
+    write_docker_config(p.root(), &serde_json::json!({ "credsStore": "kbkright" }));
+    let out = run(&mut build_here(&p));
+    ok(&out);
+    assert_eq!(std::fs::read(dest.join("pulled")).unwrap(), b"pulled\n");
+    assert!(
+        dest.join("bin/busybox").is_file(),
+        "the base image's files came from the registry"
+    );
+    assert!(!stderr(&out).contains(password));
+    assert!(
+        std::fs::read_to_string(helpers.join("kbkright.asked"))
+            .unwrap()
+            .lines()
+            .all(|l| l == host),
+        "only the registry of the base image was asked about"
+    );
     p.assert_clean();
 }
