@@ -2,14 +2,20 @@
 //!
 //! Starts the simulated cluster (kube-sim) with four buildkitd pods in namespace
 //! `buildkit`, one of them not Ready, then runs the real `kubectl-buildkit` against it
-//! like a tutorial: `pods`, `ring`, and two skaffold builds of example/k8s_buildkitd
-//! through the stand-in buildctl, showing which pod served them. Everything it writes
-//! lives in temporary directories, removed at the end.
+//! like a tutorial: `pods`, `ring`, and two skaffold builds of example/k8s_buildkitd,
+//! showing which pod served them. Where the real-BuildKit fixture can run
+//! (`kube_sim::realkit`: root, dockerd, docker-registry, busybox-static), the three
+//! ready pods are each backed by a private dockerd's real BuildKit and the builds go
+//! through the plugin's built-in client with no buildctl on PATH; elsewhere the pods
+//! are simulated and the builds go through the stand-in buildctl, and the demo says
+//! why. Everything it writes or starts lives in temporary directories and private
+//! processes, removed and stopped at the end.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use kube_sim::realkit::{FixtureOptions, RealBuildkit, BUSYBOX_IMAGE};
 use kube_sim::{PodConfig, Sim, SimConfig};
 
 const NS: &str = "buildkit";
@@ -32,15 +38,35 @@ fn run() -> Result<()> {
         .context("creating a temporary directory")?;
     let home = temp.path().join("home");
     std::fs::create_dir_all(&home)?;
-    let path = search_path(&bins, temp.path())?;
+
+    // A real BuildKit behind each ready pod when this machine can run one.
+    let kit = match RealBuildkit::start(FixtureOptions {
+        daemons: PODS.len() - 1,
+        registry_users: Vec::new(),
+    }) {
+        Ok(kit) => Some(kit),
+        Err(e) => {
+            println!(
+                "# The real BuildKit fixture cannot run here ({}): the pods are simulated and the \
+                 builds go through the stand-in buildctl instead.",
+                e.reason
+            );
+            None
+        }
+    };
+    let path = search_path(&bins, temp.path(), kit.is_some())?;
 
     let sim = Sim::start(SimConfig {
         pods: PODS
             .iter()
-            .map(|name| {
+            .enumerate()
+            .map(|(i, name)| {
                 let mut p = PodConfig::new(NS, name);
                 p.ready = *name != UNREADY;
-                p
+                match &kit {
+                    Some(kit) if p.ready => p.backed_by(&kit.daemons()[i]),
+                    _ => p,
+                }
             })
             .collect(),
         context_namespace: Some(NS.into()),
@@ -54,6 +80,15 @@ fn run() -> Result<()> {
         "# with pods {} in namespace {NS}; {UNREADY} is Running but not Ready.",
         PODS.join(", ")
     );
+    if let Some(kit) = &kit {
+        println!(
+            "# REAL BuildKit: each ready pod's buildkitd is a private dockerd 20.10 (BuildKit \
+             v0.8, worker moby) under {}, started in {:.1} s; `build` speaks BuildKit's gRPC \
+             API itself (the built-in client; no stand-in buildctl on PATH).",
+            kit.dir().display(),
+            kit.started_in().as_secs_f64()
+        );
+    }
     println!(
         "# KUBECONFIG={}  HOME={}",
         sim.kubeconfig().display(),
@@ -63,6 +98,7 @@ fn run() -> Result<()> {
         path,
         home: home.clone(),
         kubeconfig: sim.kubeconfig().to_path_buf(),
+        standin_buildctl: kit.is_none(),
     };
 
     let image = "registry.example.com/kubectl-buildkit-example/app";
@@ -110,19 +146,41 @@ fn run() -> Result<()> {
     )?;
 
     section("skaffold builds example/k8s_buildkitd twice (its buildCommand, skaffold's env)");
-    let ctx = Path::new(REPO).join("example/k8s_buildkitd");
-    let command = build_command(&ctx.join("skaffold.yaml"))?;
-    println!(
-        "(the simulated pods speak only the stand-in buildctl's protocol, so these builds run \
-         with KUBECTL_BUILDKIT_CLI=buildctl; on real buildkitd pods `build` needs no buildctl)"
-    );
-    println!("$ cd example/k8s_buildkitd");
+    let example = Path::new(REPO).join("example/k8s_buildkitd");
+    let mut command = build_command(&example.join("skaffold.yaml"))?;
+    let ctx = match &kit {
+        Some(kit) => {
+            let ctx = real_context(&example, temp.path(), kit)?;
+            // v0.8's worker moby has no push exporter and no network for RUN steps: the
+            // image goes into the pod's own docker image store.
+            command.push_str(" --network none --output type=moby,name=$IMAGE");
+            println!(
+                "(on this fixture: a copy of the example without its `# syntax=` line, which \
+                 would fetch a frontend image, and its FROM image tagged from the fixture's \
+                 busybox in each daemon, as there is no network; PUSH_IMAGE=false and \
+                 `--output type=moby` put the image into the serving pod's docker image store, \
+                 since v0.8 cannot push; `--network none` for the same reason)"
+            );
+            println!("$ cd {}", ctx.display());
+            ctx
+        }
+        None => {
+            println!(
+                "(the simulated pods speak only the stand-in buildctl's protocol, so these \
+                 builds run with KUBECTL_BUILDKIT_CLI=buildctl; on real buildkitd pods `build` \
+                 needs no buildctl)"
+            );
+            println!("$ cd example/k8s_buildkitd");
+            example.clone()
+        }
+    };
+    let push = if kit.is_some() { "false" } else { "true" };
     let mut served = Vec::new();
     for tag in ["v1", "v2"] {
         let full = format!("{image}:{tag}");
         let vars = [
             ("IMAGE", full.as_str()),
-            ("PUSH_IMAGE", "true"),
+            ("PUSH_IMAGE", push),
             (
                 "BUILD_CONTEXT",
                 ctx.to_str().context("context path is not UTF-8")?,
@@ -130,19 +188,47 @@ fn run() -> Result<()> {
             ("PLATFORMS", ""),
         ];
         let before: Vec<u64> = PODS.iter().map(|p| sim.stats(NS, p).connections).collect();
-        env.show(&ctx, &["sh", "-c", &command], &vars)?;
+        let shown = env.show(&ctx, &["sh", "-c", &command], &vars)?;
         let after: Vec<u64> = PODS.iter().map(|p| sim.stats(NS, p).connections).collect();
-        let pod = PODS
+        let (i, pod) = PODS
             .iter()
+            .enumerate()
             .zip(before.iter().zip(&after))
             .find(|(_, (b, a))| a > b)
-            .map(|(p, _)| *p)
-            .context("no simulated buildkitd pod saw the build's connection")?;
-        println!("# the simulated cluster saw the connection on pod {pod}");
-        served.push(pod);
+            .map(|(p, _)| p)
+            .context("no buildkitd pod saw the build's connection")?;
+        match &kit {
+            Some(kit) => {
+                println!("# the simulated cluster saw the connection on pod {pod}; its real BuildKit built it");
+                show_image(&kit.daemons()[i], image, &full)?;
+                if tag == "v2" {
+                    let cached = shown.lines().filter(|l| l.ends_with(" CACHED")).count();
+                    println!(
+                        "# {cached} steps of the second build were CACHED by pod {pod}'s BuildKit"
+                    );
+                }
+            }
+            None => println!("# the simulated cluster saw the connection on pod {pod}"),
+        }
+        served.push(*pod);
+    }
+    if let Some(kit) = &kit {
+        let i = PODS.iter().position(|p| *p == served[1]).unwrap_or(0);
+        let full = format!("{image}:v2");
+        let mut run = kit.daemons()[i].docker();
+        run.args(["run", "--rm", "--network", "none", &full]);
+        println!(
+            "$ docker -H {} run --rm --network none {full}",
+            kit.daemons()[i].docker_host()
+        );
+        print_output(&mut run)?;
     }
 
-    section("Connections each pod's simulated buildkitd served");
+    if kit.is_some() {
+        section("Connections each pod's buildkitd served (a real BuildKit behind each ready pod)");
+    } else {
+        section("Connections each pod's simulated buildkitd served");
+    }
     for p in PODS {
         let s = sim.stats(NS, p);
         println!(
@@ -158,8 +244,17 @@ fn run() -> Result<()> {
         served[0]
     );
     drop(sim);
+    let real = kit.is_some();
+    drop(kit);
     drop(temp);
-    println!("Done: the simulated cluster is stopped and the temporary files are removed.");
+    if real {
+        println!(
+            "Done: the simulated cluster and the private dockerd are stopped and the temporary \
+             files are removed."
+        );
+    } else {
+        println!("Done: the simulated cluster is stopped and the temporary files are removed.");
+    }
     Ok(())
 }
 
@@ -172,11 +267,15 @@ struct Env {
     path: std::ffi::OsString,
     home: PathBuf,
     kubeconfig: PathBuf,
+    /// Builds go through the stand-in buildctl (the simulated pods speak only its
+    /// protocol); false: the built-in client on real BuildKit.
+    standin_buildctl: bool,
 }
 
 impl Env {
-    /// Print the command like a shell prompt, run it, print what it printed.
-    fn show(&self, dir: &Path, argv: &[&str], vars: &[(&str, &str)]) -> Result<()> {
+    /// Print the command like a shell prompt, run it, print what it printed (and
+    /// return that).
+    fn show(&self, dir: &Path, argv: &[&str], vars: &[(&str, &str)]) -> Result<String> {
         let mut prompt = String::from("$ ");
         for (k, v) in vars {
             prompt.push_str(&format!("{k}={} ", quote(v)));
@@ -194,24 +293,85 @@ impl Env {
         ] {
             cmd.env_remove(var);
         }
-        // The demo's pods run the simulated buildkitd, which only the stand-in buildctl
-        // speaks: builds go through it (on real pods, build speaks BuildKit itself).
+        // Simulated pods run the simulated buildkitd, which only the stand-in buildctl
+        // speaks: builds go through it. On real BuildKit, build speaks BuildKit itself.
         cmd.env_remove("KUBERNETES_SERVICE_HOST")
-            .env("KUBECTL_BUILDKIT_CLI", "buildctl")
+            .env_remove("KUBECTL_BUILDKIT_CLI")
+            .env_remove("DOCKER_HOST")
             .env("PATH", &self.path)
             .env("HOME", &self.home)
             .env("KUBECONFIG", &self.kubeconfig)
             .envs(vars.iter().copied());
-        let out = cmd
-            .output()
-            .with_context(|| format!("running {}", argv[0]))?;
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        print!("{}", String::from_utf8_lossy(&out.stderr));
-        if !out.status.success() {
-            bail!("`{}` failed ({})", argv.join(" "), out.status);
+        if self.standin_buildctl {
+            cmd.env("KUBECTL_BUILDKIT_CLI", "buildctl");
         }
-        Ok(())
+        print_output(&mut cmd).with_context(|| format!("`{}`", argv.join(" ")))
     }
+}
+
+/// Run `cmd`, print its stdout then its stderr, and return both; fail on a non-zero exit.
+fn print_output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{text}");
+    if !out.status.success() {
+        bail!("failed ({})", out.status);
+    }
+    Ok(text)
+}
+
+/// The example's build context for the fixture's daemons, in `temp`: its files, its
+/// Dockerfile without the `# syntax=` line (BuildKit would fetch that frontend image,
+/// and there is no network), and its FROM image tagged from the fixture's busybox in
+/// every daemon (dockerd's BuildKit takes a local image before the registry).
+fn real_context(example: &Path, temp: &Path, kit: &RealBuildkit) -> Result<PathBuf> {
+    let ctx = temp.join("k8s_buildkitd");
+    std::fs::create_dir_all(&ctx)?;
+    for file in [".dockerignore", "app.sh"] {
+        std::fs::copy(example.join(file), ctx.join(file))
+            .with_context(|| format!("copying example/k8s_buildkitd/{file}"))?;
+    }
+    let dockerfile = std::fs::read_to_string(example.join("Dockerfile"))?;
+    let kept: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| !l.trim_start().to_ascii_lowercase().starts_with("# syntax="))
+        .collect();
+    std::fs::write(ctx.join("Dockerfile"), kept.join("\n") + "\n")?;
+    let base = kept
+        .iter()
+        .find_map(|l| l.strip_prefix("FROM "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("the example's Dockerfile has no FROM line")?;
+    for d in kit.daemons() {
+        let out = d.docker().args(["tag", BUSYBOX_IMAGE, base]).output()?;
+        if !out.status.success() {
+            bail!(
+                "docker tag {BUSYBOX_IMAGE} {base}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(ctx)
+}
+
+/// `docker image ls REPO` on the daemon behind a pod; fails unless `full` is there.
+fn show_image(daemon: &kube_sim::realkit::Dockerd, repo: &str, full: &str) -> Result<()> {
+    println!("$ docker -H {} image ls {repo}", daemon.docker_host());
+    let text = print_output(daemon.docker().args(["image", "ls", repo]))?;
+    let tag = full.rsplit(':').next().unwrap_or_default();
+    if !text
+        .lines()
+        .any(|l| l.split_whitespace().take(2).eq([repo, tag]))
+    {
+        bail!("{full} is not in the image store of the daemon that built it");
+    }
+    Ok(())
 }
 
 fn quote(s: &str) -> String {
@@ -262,11 +422,19 @@ fn binaries() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// PATH: the built binaries (kubectl-buildkit, stand-in buildctl and docker) first,
-/// then a `kubectl` shim when no kubectl is installed, then the system's PATH.
-fn search_path(bins: &Path, temp: &Path) -> Result<std::ffi::OsString> {
+/// PATH: the built binaries first (kubectl-buildkit and the stand-in buildctl and
+/// docker; with `plugin_only`, a directory holding kubectl-buildkit alone), then a
+/// `kubectl` shim when no kubectl is installed, then the system's PATH.
+fn search_path(bins: &Path, temp: &Path, plugin_only: bool) -> Result<std::ffi::OsString> {
     let system = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![bins.to_path_buf()];
+    let mut dirs = if plugin_only {
+        let only = temp.join("plugin");
+        std::fs::create_dir_all(&only)?;
+        std::os::unix::fs::symlink(bins.join("kubectl-buildkit"), only.join("kubectl-buildkit"))?;
+        vec![only]
+    } else {
+        vec![bins.to_path_buf()]
+    };
     let has_kubectl = std::env::split_paths(&system).any(|d| d.join("kubectl").is_file());
     if !has_kubectl {
         // kubectl runs `kubectl-NAME` for `kubectl NAME`: this shim does the same.

@@ -11,38 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::real::*;
 use common::*;
 use kube_sim::realkit::{RealBuildkit, BUSYBOX_IMAGE};
-
-/// PATH for the plugin: the system's directories, none holding a buildctl.
-fn path_without_buildctl() -> String {
-    let dirs = ["/usr/local/bin", "/usr/bin", "/bin"];
-    for d in dirs {
-        assert!(
-            !Path::new(d).join("buildctl").exists(),
-            "{d}/buildctl exists: these tests prove builds without one"
-        );
-    }
-    dirs.join(":")
-}
-
-/// `build` with the built-in client (the default: no --cli), plain progress, RUN
-/// steps without a network (the fixture has none).
-fn build(p: &Project, sim: &Sim) -> Command {
-    let mut cmd = p.build(Some(sim));
-    cmd.env("PATH", path_without_buildctl())
-        .env_remove("KUBECTL_BUILDKIT_CLI")
-        .args(["--progress", "plain", "--network", "none"]);
-    cmd
-}
-
-fn real_cluster(kit: &RealBuildkit, pods: &[(&str, usize)]) -> Sim {
-    start(
-        pods.iter()
-            .map(|(name, d)| PodConfig::new(NS, name).backed_by(&kit.daemons()[*d]))
-            .collect(),
-    )
-}
 
 /// The Dockerfile build the output tests share: multi-stage with COPY --from, a
 /// target, a build-arg, a secret mounted (its hash kept, its bytes nowhere), a
@@ -503,54 +474,6 @@ fn bad_input_is_refused_before_any_connection() {
         0,
         "nothing reached the pod"
     );
-}
-
-/// A private fixture with an htpasswd registry holding `base:1` (busybox pushed by
-/// the fixture's own docker), and the docker config that logs in to it.
-fn registry_with_base(user: &str, password: &str) -> Option<(RealBuildkit, String)> {
-    let kit = match RealBuildkit::start(kube_sim::realkit::FixtureOptions {
-        daemons: 1,
-        registry_users: vec![(user.to_string(), password.to_string())],
-    }) {
-        Ok(k) => k,
-        Err(e) => {
-            kube_sim::realkit::skip_or_fail(&e);
-            return None;
-        }
-    };
-    let host = kit.registry().host();
-    let image = format!("{host}/base:1");
-    let cfg = tempfile::tempdir().unwrap();
-    let docker = |args: &[&str]| {
-        let out = kit.daemons()[0]
-            .docker()
-            .env("DOCKER_CONFIG", cfg.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    docker(&["tag", BUSYBOX_IMAGE, &image]);
-    docker(&["login", "-u", user, "-p", password, &host]);
-    docker(&["push", &image]);
-    // Untag it: dockerd's BuildKit would take a local image before the registry.
-    docker(&["rmi", &image]);
-    Some((kit, image))
-}
-
-fn docker_config(home: &Path, host: &str, user: &str, password: &str) {
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    std::fs::create_dir_all(home.join(".docker")).unwrap();
-    std::fs::write(
-        home.join(".docker/config.json"),
-        serde_json::json!({ "auths": { host: { "auth": auth } } }).to_string(),
-    )
-    .unwrap();
 }
 
 #[test]

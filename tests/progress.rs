@@ -4,13 +4,11 @@
 //! stand-in buildctl. Every test also checks that nothing is left behind.
 
 mod common;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::*;
 use sha2::{Digest, Sha256};
 
-const SCRIPT: &str = "/usr/bin/script";
 const RESOLVING: &str = "resolving buildkitd pods";
 const PODS: [&str; 3] = ["buildkitd-0", "buildkitd-1", "buildkitd-2"];
 const IMAGE: &str = "reg.example.com/team/progress";
@@ -51,45 +49,6 @@ fn built_once_on(p: &Project, pod: &str) -> serde_json::Value {
 /// The pod the hash picks for $IMAGE.
 fn hashed_pod(p: &Project) -> String {
     ring_order(&p.home, &PODS, IMAGE, "classic")[0].clone()
-}
-
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// `cmd` as one shell word list, its program first.
-fn shell_line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| sh_quote(a.to_str().expect("UTF-8 argument")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Run `shell` (a sh command line in which CMD stands for `cmd`) on a pseudo-terminal
-/// with `cmd`'s environment and directory. Returns what the terminal showed (script's
-/// stdout) and script's exit status, which is the shell's.
-fn on_a_terminal(cmd: &Command, shell: &str) -> Output {
-    assert!(
-        Path::new(SCRIPT).exists(),
-        "{SCRIPT} (util-linux) is needed to give the plugin a terminal"
-    );
-    let line = shell.replace("CMD", &shell_line(cmd));
-    let mut s = Command::new(SCRIPT);
-    s.args(["-qec", &line, "/dev/null"]);
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => s.env(k, v),
-            None => s.env_remove(k),
-        };
-    }
-    s.env("SHELL", "/bin/sh")
-        .env("TERM", "xterm-256color")
-        .current_dir(cmd.get_current_dir().expect("a working directory"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    run(&mut s)
 }
 
 /// What the terminal showed, lossily as text.

@@ -11,6 +11,7 @@ pub use kube_sim::harness::{
 pub use kube_sim::{PodConfig, PodFaults, Rule, ServerFaults, Sim, SimConfig, UserConfig};
 
 pub mod bench;
+pub mod real;
 
 pub const NS: &str = "buildkit";
 
@@ -351,4 +352,47 @@ pub fn ring_order(home: &Home, pods: &[&str], key: &str, algorithm: &str) -> Vec
         .iter()
         .map(|p| p.as_str().expect("pod name").to_string())
         .collect()
+}
+
+/// script(1) from util-linux: the pseudo-terminal of the tty tests.
+pub const SCRIPT: &str = "/usr/bin/script";
+
+/// `s` single-quoted for sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `cmd` as one shell word list, its program first.
+pub fn shell_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| sh_quote(a.to_str().expect("UTF-8 argument")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run `shell` (a sh command line in which CMD stands for `cmd`) on a pseudo-terminal
+/// with `cmd`'s environment and directory. Returns what the terminal showed (script's
+/// stdout) and script's exit status, which is the shell's.
+pub fn on_a_terminal(cmd: &Command, shell: &str) -> Output {
+    assert!(
+        Path::new(SCRIPT).exists(),
+        "{SCRIPT} (util-linux) is needed to give the plugin a terminal"
+    );
+    let line = shell.replace("CMD", &shell_line(cmd));
+    let mut s = Command::new(SCRIPT);
+    s.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => s.env(k, v),
+            None => s.env_remove(k),
+        };
+    }
+    s.env("SHELL", "/bin/sh")
+        .env("TERM", "xterm-256color")
+        .current_dir(cmd.get_current_dir().expect("a working directory"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run(&mut s)
 }
