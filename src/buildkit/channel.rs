@@ -15,6 +15,12 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// buildkitd's own limit for one gRPC message, both ways.
 pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
 
+/// What buildkitd may send us on one stream, and on all, before our window updates.
+/// Half the connection window is h2's budget for small unread DATA frames (~250
+/// bytes each): 32 MiB lets about 130,000 such frames wait.
+const STREAM_WINDOW: u32 = 16 << 20;
+const CONNECTION_WINDOW: u32 = 64 << 20;
+
 /// Why no channel could be made over the stream.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -49,7 +55,17 @@ where
     let endpoint = Endpoint::from_static("http://buildkitd")
         // No keep-alive pings: buildkitd answers frequent ones with GOAWAY; a dead
         // tunnel is detected by the exec / port-forward layer below us.
-        .http2_adaptive_window(true)
+        //
+        // Fixed, large receive windows rather than the adaptive ones: h2 (since
+        // 0.4.16) closes a connection whose peer has more small DATA frames waiting
+        // to be read than a budget of half the connection window allows, and the
+        // session stream brings thousands of tiny frames in bursts (a REQ per file
+        // of the context). With the adaptive window's 64 KiB start, ~130 unread
+        // frames were enough: a moment's lag in our relay under load and the whole
+        // control connection went (`too_many_data_frames`). See the test below.
+        .http2_adaptive_window(false)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .tcp_nodelay(true);
     let channel = endpoint
         .connect_with_connector(connector)
@@ -204,3 +220,7 @@ pub fn append_sources(text: &mut String, mut source: Option<&(dyn std::error::Er
         source = s.source();
     }
 }
+
+#[cfg(test)]
+#[path = "channel_tests.rs"]
+mod tests;
