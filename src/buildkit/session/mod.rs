@@ -33,8 +33,9 @@ use tonic::transport::Channel;
 
 use super::channel::MAX_MESSAGE_SIZE;
 
-/// Bytes per BytesMessage we send (the daemon accepts up to its message limit).
-const SESSION_CHUNK: usize = 256 * 1024;
+/// Bytes per BytesMessage we send (the daemon accepts up to its message limit);
+/// small, like fsutil's chunks, so what waits in the queues stays small.
+const SESSION_CHUNK: usize = 64 * 1024;
 /// What the daemon may send us on one session stream, and on all of them, before
 /// waiting for our window updates.
 const SESSION_STREAM_WINDOW: u32 = 16 << 20;
@@ -163,7 +164,7 @@ impl Session {
             md.append("x-docker-expose-session-grpc-method", value(m)?);
         }
 
-        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        let (ours, mut theirs) = tokio::io::duplex(4 * SESSION_CHUNK);
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::once(Ok::<_, std::io::Error>(ours));
             // Windows far above h2's 64 KiB default: with the default, a context of
