@@ -10,8 +10,8 @@
 //! - big: a context of one large file, the daemon's build cache emptied before each
 //!   run, so every run sends the whole file.
 //! - many: a context of many small files, emptied likewise.
-//! - rss: our peak RSS (the kernel's, from wait4) sending a large context, next to a
-//!   small one: it must stay flat in the context's size.
+//! - rss: our peak RSS (the kernel's, from wait4; median of the runs) sending a large
+//!   context, next to a small one: it must stay flat in the context's size.
 //!
 //! Runs alternate ours / docker; each figure is the median of the runs.
 
@@ -179,11 +179,16 @@ impl<'a> World<'a> {
         Ok((median(&ours), median(&docker)))
     }
 
-    /// Our peak RSS, MiB, for a cold build of `context`.
-    async fn peak(&self, context: &str) -> Result<f64> {
-        self.real.prune().await?;
-        let m = self.build(Client::Ours, context).await?;
-        Ok(m.peak_rss as f64 / MIB as f64)
+    /// Our peak RSS, MiB: the median over `runs` cold builds of `context` (one
+    /// peak is the top of a plateau that wobbles by about 1 MiB as queues fill).
+    async fn peak(&self, context: &str, runs: usize) -> Result<f64> {
+        let mut peaks = Vec::new();
+        for _ in 0..runs {
+            self.real.prune().await?;
+            let m = self.build(Client::Ours, context).await?;
+            peaks.push(m.peak_rss as f64 / MIB as f64);
+        }
+        Ok(median(&peaks))
     }
 }
 
@@ -252,8 +257,8 @@ pub async fn run(env: &Env) -> Result<Vec<Row>> {
     let (noop_ours, noop_docker) = w.compare("noop", sizes.runs, false).await.context("noop")?;
     let (big_ours, big_docker) = w.compare("big", sizes.runs, true).await.context("big")?;
     let (many_ours, many_docker) = w.compare("many", sizes.runs, true).await.context("many")?;
-    let rss_small = w.peak("rss-small").await.context("rss-small")?;
-    let rss_large = w.peak("rss-large").await.context("rss-large")?;
+    let rss_small = w.peak("rss-small", sizes.runs).await.context("rss-small")?;
+    let rss_large = w.peak("rss-large", sizes.runs).await.context("rss-large")?;
     w.real.prune().await?;
 
     let docker_row = |id: &str, what: String, ours: f64, docker: f64| {
