@@ -47,3 +47,74 @@ pub fn build(config: Config) -> kube::Result<Client> {
         .service(http_client);
     Ok(Client::new(service, config.default_namespace))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::RawFd;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Whether the socket of ours bound to local `port` has TCP_NODELAY, found by
+    /// looking at every descriptor this process holds.
+    fn nodelay_of_local_port(port: u16) -> Option<bool> {
+        for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+            let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+                continue;
+            };
+            let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            // SAFETY: addr and len describe a sockaddr_in buffer we own.
+            let rc = unsafe { libc::getsockname(fd, &mut addr as *mut _ as *mut _, &mut len) };
+            if rc != 0 || addr.sin_family != libc::AF_INET as libc::sa_family_t {
+                continue;
+            }
+            if u16::from_be(addr.sin_port) != port {
+                continue;
+            }
+            let mut on: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: on and len describe a c_int buffer we own.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    &mut on as *mut _ as *mut _,
+                    &mut len,
+                )
+            };
+            if rc == 0 {
+                return Some(on != 0);
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn the_api_connection_sends_small_writes_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut sock, peer) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await.unwrap();
+            // Look at the client's end while the request is open.
+            let nodelay = nodelay_of_local_port(peer.port());
+            let body = r#"{"major":"1","minor":"33","gitVersion":"v1.33.0"}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(reply.as_bytes()).await.unwrap();
+            nodelay
+        });
+        let config = kube::Config::new(url.parse().unwrap());
+        let client = super::build(config).expect("client");
+        client.apiserver_version().await.expect("version");
+        assert_eq!(
+            server.await.unwrap(),
+            Some(true),
+            "the client's socket to the API server must have TCP_NODELAY"
+        );
+    }
+}
