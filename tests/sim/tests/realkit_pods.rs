@@ -144,7 +144,15 @@ async fn kubectl_port_forward_1234_reaches_real_buildkit() {
         .unwrap();
     let (mut r, mut w) = tcp.into_split();
     expect_settings(&mut r, &mut w).await;
-    let used = sim.stats(NS, "real-0");
+    // BuildKit sends its SETTINGS without waiting for our preface, so the preface
+    // may still be on its way through kubectl when SETTINGS is here: wait for it
+    // (bounded) to be counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut used = sim.stats(NS, "real-0");
+    while used.bytes_in < H2_PREFACE.len() as u64 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        used = sim.stats(NS, "real-0");
+    }
     assert_eq!(used.connections, 1, "{used:?}");
     assert_eq!(used.bytes_in, H2_PREFACE.len() as u64, "{used:?}");
     assert!(used.bytes_out >= 9, "{used:?}");
