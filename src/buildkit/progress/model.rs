@@ -164,14 +164,17 @@ impl StepState {
     }
 }
 
-/// Overlapping runs become one; a run that never stopped swallows all after it.
+/// Overlapping runs become one. A run never reported stopped joins the next run,
+/// ending when it ends: the daemon sends a step's state, not every event, so a later
+/// run means the earlier one is over (were it kept open, a finished step would show
+/// as running for ever).
 fn merge(mut runs: Vec<Interval>) -> Vec<Interval> {
     runs.sort_by_key(|i| i.start);
     let mut merged: Vec<Interval> = Vec::with_capacity(runs.len());
     for run in runs {
         match merged.last_mut() {
             Some(last) => match last.stop {
-                None => {}
+                None => last.stop = run.stop,
                 Some(stop) if stop < run.start => merged.push(run),
                 Some(stop) => last.stop = run.stop.map(|s| s.max(stop)),
             },

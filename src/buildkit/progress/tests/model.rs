@@ -110,6 +110,24 @@ fn runs_of_a_step_add_up_and_overlaps_count_once() {
     assert_eq!(step.duration(nanos_at(4100)), Duration::from_millis(1850));
 }
 
+/// The daemon sends a step's state, not every event: a run it never reported as
+/// stopped can be followed by a later run that did stop (seen from dockerd's
+/// BuildKit under load, a FROM step). The step ended; it must not stay running.
+#[test]
+fn a_later_finished_run_ends_a_run_never_reported_stopped() {
+    let mut model = ProgressModel::new();
+    model.apply(&Resp::new().started(FROM, "from", 0).0);
+    model.apply(&Resp::new().done(FROM, "from", 200, 300).0);
+    let step = model.step(0);
+    assert!(step.completed(), "{:?}", step.intervals);
+    assert_eq!(step.duration(nanos_at(10_000)), Duration::from_millis(300));
+    // Still running when the later run has not stopped either.
+    let mut model = ProgressModel::new();
+    model.apply(&Resp::new().started(FROM, "from", 0).0);
+    model.apply(&Resp::new().started(FROM, "from", 200).0);
+    assert!(!model.step(0).completed());
+}
+
 #[test]
 fn a_cancelled_step_is_not_a_failure() {
     let mut model = ProgressModel::new();
