@@ -23,6 +23,9 @@ use super::walk::{walk, WalkEntry, WalkError, WalkFilter};
 /// within ~1 MiB, with no loss of speed (64 MiB in 0.3-0.4 s either way).
 pub const CHUNK: usize = 64 * 1024;
 
+/// Per STAT id: the regular file and its size at the walk (None: not a file).
+type FileTable = Vec<Option<(PathBuf, u64)>>;
+
 /// What one transfer moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SendStats {
@@ -43,7 +46,8 @@ where
     S: Stream<Item = Result<Packet, Status>> + Unpin,
 {
     // id -> file, filled by the walk before the STAT with that id goes out.
-    let files: Arc<Mutex<Vec<Option<PathBuf>>>> = Arc::default();
+    // id -> (file, its size at the walk), filled before the STAT with that id goes out.
+    let files: Arc<Mutex<FileTable>> = Arc::default();
     let walk_task = {
         let files = files.clone();
         let out = out.clone();
@@ -51,7 +55,11 @@ where
         tokio::task::spawn_blocking(move || {
             let mut count: u64 = 0;
             let result = walk(&root, &filter, &mut |WalkEntry { stat, file }| {
-                files.lock().expect("file table").push(file);
+                let size = stat.size.max(0) as u64;
+                files
+                    .lock()
+                    .expect("file table")
+                    .push(file.map(|f| (f, size)));
                 count += 1;
                 out.blocking_send(Ok(stat_packet(Some(stat))))
                     .map_err(|_| ())
@@ -70,7 +78,7 @@ where
     // Files are read on one blocking thread, in the order they are asked for: a
     // small file costs one open and one read there, not a hop to the blocking pool
     // per call (thousands of files were latency-bound that way).
-    let (reqs, queued) = mpsc::unbounded_channel::<(u32, PathBuf)>();
+    let (reqs, queued) = mpsc::unbounded_channel::<(u32, PathBuf, u64)>();
     let mut reader = Some(tokio::task::spawn_blocking({
         let out = out.clone();
         move || read_requested(queued, out)
@@ -99,7 +107,8 @@ where
                     let _ = out.send(Ok(err_packet(&msg))).await;
                     return Err(Status::invalid_argument(msg));
                 };
-                if reqs.send((packet.id, path)).is_err() {
+                let (path, size) = path;
+                if reqs.send((packet.id, path, size)).is_err() {
                     // The reader stopped: its error says why.
                     if let Some(task) = reader.take() {
                         join_reader(task).await?;
@@ -165,12 +174,12 @@ async fn join_reader(task: tokio::task::JoinHandle<ReaderResult>) -> ReaderResul
 /// The reader thread: each requested file as DATA chunks and the empty DATA that
 /// ends it. Returns (files, bytes) once the request queue closes.
 fn read_requested(
-    mut queued: mpsc::UnboundedReceiver<(u32, PathBuf)>,
+    mut queued: mpsc::UnboundedReceiver<(u32, PathBuf, u64)>,
     out: mpsc::Sender<Result<Packet, Status>>,
 ) -> ReaderResult {
     let (mut files, mut bytes) = (0u64, 0u64);
-    while let Some((id, path)) = queued.blocking_recv() {
-        match send_file(id, &path, &out) {
+    while let Some((id, path, size)) = queued.blocking_recv() {
+        match send_file(id, &path, size, &out) {
             Ok(n) => {
                 files += 1;
                 bytes += n;
@@ -186,10 +195,12 @@ fn read_requested(
     Ok((files, bytes))
 }
 
-/// Stream one file as DATA chunks and the empty DATA that ends it.
+/// Stream one file as DATA chunks and the empty DATA that ends it. `size` (from
+/// the walk) sizes the buffers; the data is whatever the file holds when read.
 fn send_file(
     id: u32,
     path: &std::path::Path,
+    size: u64,
     out: &mpsc::Sender<Result<Packet, Status>>,
 ) -> Result<u64, Status> {
     use std::io::Read;
@@ -198,24 +209,42 @@ fn send_file(
         |e: std::io::Error| Status::internal(format!("cannot read {}: {e}", path.display()));
     let mut file = std::fs::File::open(path)
         .map_err(|e| Status::not_found(format!("cannot open {}: {e}", path.display())))?;
-    // Buffers sized to the file, so a small file does not hold a whole chunk.
-    let mut left = file.metadata().map(|m| m.len()).unwrap_or(CHUNK as u64);
+    let mut left = size;
     let mut total = 0u64;
     loop {
-        let want = left.clamp(1, CHUNK as u64) as usize;
-        let mut buf = Vec::with_capacity(want);
-        (&mut file)
-            .take(CHUNK as u64)
-            .read_to_end(&mut buf)
-            .map_err(cannot_read)?;
-        if buf.is_empty() {
+        // One more byte than the walk saw: a short read of a regular file is its
+        // end, so a small file costs one read, not a second one that returns 0.
+        // Past the walk's size (the file grew since), whole chunks again.
+        let want = if left == 0 && total > 0 {
+            CHUNK
+        } else {
+            (left + 1).min(CHUNK as u64) as usize
+        };
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    filled += n;
+                    if filled < want {
+                        // Short: the end of the file (regular files read short
+                        // only there).
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(cannot_read(e)),
+            }
+        }
+        if filled == 0 {
             break;
         }
-        let n = buf.len();
-        total += n as u64;
-        left = left.saturating_sub(n as u64);
+        buf.truncate(filled);
+        total += filled as u64;
+        left = left.saturating_sub(filled as u64);
         out.blocking_send(Ok(data_packet(id, buf))).map_err(gone)?;
-        if n < CHUNK {
+        if filled < want {
             break;
         }
     }
@@ -327,6 +356,61 @@ mod tests {
         assert_eq!(result.files_sent, 3);
         assert_eq!(result.bytes_sent, big.len() as u64 + 2);
         assert_eq!(result.entries, 4);
+    }
+
+    /// A file that grew between the walk and the request is sent as it is when
+    /// read, in whole chunks (the walk's size only sizes the first buffer).
+    #[tokio::test]
+    async fn a_file_that_grew_after_the_walk_is_sent_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grow.bin");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let (to_sender, from_receiver) = mpsc::channel(4);
+        let (out, mut from_sender) = mpsc::channel(4);
+        let sender = tokio::spawn(send_dir(
+            dir.path().to_path_buf(),
+            WalkFilter::default(),
+            ReceiverStream::new(from_receiver),
+            out,
+        ));
+        let grown: Vec<u8> = (0..(2 * CHUNK + 5)).map(|i| (i % 253) as u8).collect();
+        let mut data = Vec::new();
+        let mut packets = 0;
+        while let Some(p) = from_sender.recv().await {
+            let p = p.unwrap();
+            match PacketType::try_from(p.r#type).unwrap() {
+                PacketType::PacketStat if p.stat.is_some() => {
+                    assert_eq!(p.stat.as_ref().unwrap().size, 10);
+                    std::fs::write(&path, &grown).unwrap();
+                    let req = Packet {
+                        r#type: PacketType::PacketReq as i32,
+                        id: 0,
+                        ..Default::default()
+                    };
+                    to_sender.send(Ok(req)).await.unwrap();
+                }
+                PacketType::PacketData if p.data.is_empty() => {
+                    let fin = Packet {
+                        r#type: PacketType::PacketFin as i32,
+                        ..Default::default()
+                    };
+                    to_sender.send(Ok(fin)).await.unwrap();
+                }
+                PacketType::PacketData => {
+                    packets += 1;
+                    data.extend(p.data);
+                }
+                PacketType::PacketFin => break,
+                _ => {}
+            }
+        }
+        sender.await.unwrap().unwrap();
+        assert_eq!(data, grown);
+        assert!(
+            packets <= 4,
+            "{packets} DATA packets for {} bytes",
+            grown.len()
+        );
     }
 
     #[tokio::test]
