@@ -13,7 +13,8 @@
 //! - rss: our peak RSS (the kernel's, from wait4; median of the runs) sending a large
 //!   context, next to a small one: it must stay flat in the context's size.
 //!
-//! Runs alternate ours / docker; each figure is the median of the runs.
+//! Runs alternate ours / docker, who goes first alternating by round; each figure is
+//! the median of the runs, and every sample is printed on stderr.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -152,8 +153,15 @@ impl<'a> World<'a> {
             self.build(Client::Ours, context).await?;
             self.build(Client::Docker, context).await?;
         }
-        for _ in 0..runs {
-            for client in [Client::Ours, Client::Docker] {
+        for round in 0..runs {
+            // Who goes first alternates, so neither always follows the other's build
+            // (or the previous row's): a drift in the daemon's state cancels out.
+            let order = if round % 2 == 0 {
+                [Client::Ours, Client::Docker]
+            } else {
+                [Client::Docker, Client::Ours]
+            };
+            for client in order {
                 if cold {
                     self.real.prune().await?;
                 }
@@ -176,6 +184,12 @@ impl<'a> World<'a> {
                 v.push(m.wall.as_secs_f64());
             }
         }
+        // Every sample, so a reader can judge a ratio near 1 against the spread.
+        eprintln!(
+            "bench:   client.{context} runs: ours {}, docker {}",
+            samples(&ours),
+            samples(&docker)
+        );
         Ok((median(&ours), median(&docker)))
     }
 
@@ -190,6 +204,14 @@ impl<'a> World<'a> {
         }
         Ok(median(&peaks))
     }
+}
+
+/// `[0.95 0.97 1.02] s`, sorted.
+fn samples(v: &[f64]) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let shown: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+    format!("[{}] s", shown.join(" "))
 }
 
 fn dir_bytes(dir: &Path) -> Result<u64> {
