@@ -45,7 +45,6 @@ pub async fn send_dir<S>(
 where
     S: Stream<Item = Result<Packet, Status>> + Unpin,
 {
-    // id -> file, filled by the walk before the STAT with that id goes out.
     // id -> (file, its size at the walk), filled before the STAT with that id goes out.
     let files: Arc<Mutex<FileTable>> = Arc::default();
     let walk_task = {
@@ -283,6 +282,28 @@ mod tests {
     use super::*;
     use tokio_stream::wrappers::ReceiverStream;
 
+    type Item = Result<Packet, Status>;
+
+    /// `send_dir` on `dir`, as the daemon's side sees it: where our requests go in,
+    /// what the sender answers, and its task.
+    fn start(
+        dir: &std::path::Path,
+    ) -> (
+        mpsc::Sender<Item>,
+        mpsc::Receiver<Item>,
+        tokio::task::JoinHandle<Result<SendStats, Status>>,
+    ) {
+        let (to_sender, from_receiver) = mpsc::channel(16);
+        let (out, from_sender) = mpsc::channel(4);
+        let sender = tokio::spawn(send_dir(
+            dir.to_path_buf(),
+            WalkFilter::default(),
+            ReceiverStream::new(from_receiver),
+            out,
+        ));
+        (to_sender, from_sender, sender)
+    }
+
     /// A receiver that asks for every regular file once its STAT arrives, collects
     /// the data, and finishes with FIN: the protocol as the daemon drives it.
     #[tokio::test]
@@ -294,14 +315,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("d")).unwrap();
         std::fs::write(dir.path().join("d/small"), b"hi").unwrap();
 
-        let (to_sender, from_receiver) = mpsc::channel(16);
-        let (out, mut from_sender) = mpsc::channel(4);
-        let sender = tokio::spawn(send_dir(
-            dir.path().to_path_buf(),
-            WalkFilter::default(),
-            ReceiverStream::new(from_receiver),
-            out,
-        ));
+        let (to_sender, mut from_sender, sender) = start(dir.path());
         let mut stats: Vec<Stat> = Vec::new();
         let mut data: std::collections::HashMap<u32, Vec<u8>> = Default::default();
         let mut open = 0;
@@ -365,14 +379,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grow.bin");
         std::fs::write(&path, b"0123456789").unwrap();
-        let (to_sender, from_receiver) = mpsc::channel(4);
-        let (out, mut from_sender) = mpsc::channel(4);
-        let sender = tokio::spawn(send_dir(
-            dir.path().to_path_buf(),
-            WalkFilter::default(),
-            ReceiverStream::new(from_receiver),
-            out,
-        ));
+        let (to_sender, mut from_sender, sender) = start(dir.path());
         let grown: Vec<u8> = (0..(2 * CHUNK + 5)).map(|i| (i % 253) as u8).collect();
         let mut data = Vec::new();
         let mut packets = 0;
@@ -417,14 +424,7 @@ mod tests {
     async fn a_request_for_a_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("d")).unwrap();
-        let (to_sender, from_receiver) = mpsc::channel(4);
-        let (out, mut from_sender) = mpsc::channel(4);
-        let sender = tokio::spawn(send_dir(
-            dir.path().to_path_buf(),
-            WalkFilter::default(),
-            ReceiverStream::new(from_receiver),
-            out,
-        ));
+        let (to_sender, mut from_sender, sender) = start(dir.path());
         // Wait for the end of the listing, then ask for the directory.
         while let Some(Ok(p)) = from_sender.recv().await {
             if p.stat.is_none() {
