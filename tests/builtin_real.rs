@@ -314,21 +314,6 @@ fn a_failing_run_exits_1_naming_the_step_and_exit_code() {
     p.assert_clean();
 }
 
-fn processes_with(marker: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(marker) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 #[test]
 fn sigint_mid_run_stops_the_run_on_the_daemon_and_exits_130() {
     let Some(kit) = RealBuildkit::shared() else {
@@ -370,7 +355,7 @@ fn sigint_mid_run_stops_the_run_on_the_daemon_and_exits_130() {
         }
     }
     assert!(
-        !processes_with(&marker).is_empty(),
+        !kube_sim::harness::processes_naming(&marker).is_empty(),
         "the RUN runs on the daemon"
     );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -386,7 +371,7 @@ fn sigint_mid_run_stops_the_run_on_the_daemon_and_exits_130() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(130));
-    while !processes_with(&marker).is_empty() {
+    while !kube_sim::harness::processes_naming(&marker).is_empty() {
         assert!(
             sent.elapsed() < Duration::from_secs(15),
             "the RUN's process is still on the daemon 15 s after SIGINT"

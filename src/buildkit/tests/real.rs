@@ -230,21 +230,6 @@ async fn a_rebuild_sends_only_the_changed_file_and_hits_the_cache() {
     assert!(expensive.1, "the expensive step is CACHED the second time");
 }
 
-fn processes_with(marker: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(marker) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 #[tokio::test]
 async fn cancelling_stops_the_run_on_the_daemon() {
     let Some(stream) = dial().await else { return };
@@ -272,7 +257,7 @@ async fn cancelling_stops_the_run_on_the_daemon() {
                 .any(|l| String::from_utf8_lossy(&l.msg).contains(&m))
             {
                 if let Some(c) = cancel.take() {
-                    seen_running = !processes_with(&m).is_empty();
+                    seen_running = !kube_sim::harness::processes_naming(&m).is_empty();
                     let _ = c.send(());
                 }
             }
@@ -302,7 +287,7 @@ async fn cancelling_stops_the_run_on_the_daemon() {
     );
     let mut gone = false;
     for _ in 0..150 {
-        if processes_with(&marker).is_empty() {
+        if kube_sim::harness::processes_naming(&marker).is_empty() {
             gone = true;
             break;
         }

@@ -199,6 +199,24 @@ pub async fn output_within(cmd: &mut tokio::process::Command, limit: Duration) -
     }
 }
 
+/// Every process whose command line contains `needle`, as (pid, command line with
+/// spaces for its NULs). A zombie's command line is empty, so only live processes
+/// match: the check for "the RUN's process is gone" and "nothing left behind".
+pub fn processes_naming(needle: &str) -> Vec<(u32, String)> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(needle).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,14 +208,7 @@ fn assert_no_process_names(dir: &Path) {
     let needle = dir.to_string_lossy().into_owned();
     let start = Instant::now();
     loop {
-        let left: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .filter(|c| c.contains(&needle))
-            .collect();
+        let left = kube_sim::harness::processes_naming(&needle);
         if left.is_empty() {
             return;
         }
