@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+use super::AbortOnDrop;
 use bollard_buildkit_proto::fsutil::types::Packet;
 use bytes::{Buf, BufMut, Bytes};
 use futures::StreamExt;
@@ -165,15 +166,6 @@ impl FileSendService {
             item
         });
         Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-/// Cancels the receiving task when the response is dropped (the daemon went away).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -116,6 +116,16 @@ impl SessionRoutes {
     }
 }
 
+/// Aborts a service's task when the daemon drops the response stream it feeds
+/// (the task would otherwise go on copying for nobody).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How the session introduces itself.
 #[derive(Debug, Clone)]
 pub struct SessionIdentity {

@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::AbortOnDrop;
 use bollard_buildkit_proto::moby::sshforward::v1::ssh_server::{Ssh, SshServer};
 use bollard_buildkit_proto::moby::sshforward::v1::{
     BytesMessage, CheckAgentRequest, CheckAgentResponse,
@@ -201,15 +202,6 @@ impl Ssh for SshService {
             item
         });
         Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-/// Ends the copying task when the daemon drops the stream.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
