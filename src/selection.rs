@@ -63,18 +63,29 @@ pub struct PodView {
     pub default_container: Option<String>,
 }
 
+/// The pod's phase as the API reports it, `Unknown` when it has none yet.
+pub fn phase(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Unknown".into())
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// Judge one pod: Running, Ready and not terminating; `--include-unready` lets Running
 /// pods that are not Ready through, never terminating ones.
 pub fn view(pod: &Pod, include_unready: bool) -> PodView {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let status = pod.status.as_ref();
-    let phase = status
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_else(|| "Unknown".into());
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        .unwrap_or(false);
+    let phase = phase(pod);
+    let ready = is_ready(pod);
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let statuses = status
         .and_then(|s| s.container_statuses.clone())

@@ -22,12 +22,8 @@ pub fn pod_state(pod: &Pod) -> String {
         return "Terminating".into();
     }
     let status = pod.status.as_ref();
-    let phase = status
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_else(|| "Unknown".into());
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let phase = crate::selection::phase(pod);
+    let ready = crate::selection::is_ready(pod);
     let waiting: Vec<String> = status
         .and_then(|s| s.container_statuses.as_ref())
         .map(|cs| {
