@@ -208,27 +208,32 @@ fn send_file(
         |e: std::io::Error| Status::internal(format!("cannot read {}: {e}", path.display()));
     let mut file = std::fs::File::open(path)
         .map_err(|e| Status::not_found(format!("cannot open {}: {e}", path.display())))?;
-    let mut left = size;
     let mut total = 0u64;
-    loop {
-        // One more byte than the walk saw: a short read of a regular file is its
-        // end, so a small file costs one read, not a second one that returns 0.
-        // Past the walk's size (the file grew since), whole chunks again.
-        let want = if left == 0 && total > 0 {
+    let mut at_end = false;
+    while !at_end {
+        // One byte more than the walk saw is left to read: a read that comes back
+        // short once the walk's size is reached is the end, so a small file costs
+        // one read, not a second one that returns 0. A short read before that size
+        // (a slow or network filesystem) just reads on. Past the walk's size (the
+        // file grew since), whole chunks until a read returns 0 or comes back short.
+        let remaining = size.saturating_sub(total);
+        let want = if remaining == 0 && total > 0 {
             CHUNK
         } else {
-            (left + 1).min(CHUNK as u64) as usize
+            (remaining + 1).min(CHUNK as u64) as usize
         };
         let mut buf = vec![0u8; want];
         let mut filled = 0;
         while filled < want {
             match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
+                Ok(0) => {
+                    at_end = true;
+                    break;
+                }
                 Ok(n) => {
                     filled += n;
-                    if filled < want {
-                        // Short: the end of the file (regular files read short
-                        // only there).
+                    if filled < want && total + filled as u64 >= size {
+                        at_end = true;
                         break;
                     }
                 }
@@ -236,15 +241,10 @@ fn send_file(
                 Err(e) => return Err(cannot_read(e)),
             }
         }
-        if filled == 0 {
-            break;
-        }
-        buf.truncate(filled);
-        total += filled as u64;
-        left = left.saturating_sub(filled as u64);
-        out.blocking_send(Ok(data_packet(id, buf))).map_err(gone)?;
-        if filled < want {
-            break;
+        if filled > 0 {
+            buf.truncate(filled);
+            total += filled as u64;
+            out.blocking_send(Ok(data_packet(id, buf))).map_err(gone)?;
         }
     }
     out.blocking_send(Ok(data_packet(id, Vec::new())))
@@ -418,6 +418,40 @@ mod tests {
             "{packets} DATA packets for {} bytes",
             grown.len()
         );
+    }
+
+    /// A read that comes back short before the walk's size is not the end: a FIFO
+    /// delivers the file in two writes, and every byte is sent.
+    #[test]
+    fn a_short_read_before_the_walks_size_reads_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("slow");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let writer = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || {
+                use std::io::Write;
+                let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                w.write_all(b"first half, ").unwrap();
+                w.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                w.write_all(b"second half").unwrap();
+            }
+        });
+        let (out, mut packets) = mpsc::channel(16);
+        let whole = b"first half, second half";
+        let sent = send_file(7, &fifo, whole.len() as u64, &out).unwrap();
+        writer.join().unwrap();
+        drop(out);
+        let mut data = Vec::new();
+        while let Some(Ok(p)) = packets.blocking_recv() {
+            assert_eq!(p.id, 7);
+            data.extend(p.data);
+        }
+        assert_eq!(data, whole);
+        assert_eq!(sent, whole.len() as u64);
     }
 
     #[tokio::test]
